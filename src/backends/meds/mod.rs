@@ -1,0 +1,1 @@
+//! MEDS cutout files (feature `des-y1`).

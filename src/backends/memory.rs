@@ -1,0 +1,1 @@
+//! In-memory image source used by tests and simulations.

@@ -1,0 +1,1 @@
+//! PSFEx PSF models (`.psf` files).

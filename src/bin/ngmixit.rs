@@ -1,0 +1,4 @@
+fn main() {
+    eprintln!("ngmixit: not implemented yet");
+    std::process::exit(1);
+}

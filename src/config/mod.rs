@@ -1,0 +1,1 @@
+//! Fitting configuration (YAML) as typed structs.

@@ -1,0 +1,1 @@
+//! Fitting: EM and adaptive-moment PSF fits, Levenberg–Marquardt max-likelihood fits.

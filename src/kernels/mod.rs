@@ -1,0 +1,1 @@
+//! Pixel kernels: rendering, log-likelihood and weighted residuals.

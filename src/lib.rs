@@ -1,0 +1,50 @@
+//! # ngmixer
+//!
+//! A Rust re-implementation of **ngmixer**, the DES pipeline that runs the **ngmix**
+//! Gaussian-mixture galaxy-fitting engine over MEDS cutout files. The numerical engine is part
+//! of this crate.
+//!
+//! See the README for the quick start and the crate-level conventions below.
+//!
+//! ## Conventions
+//!
+//! * Images are indexed `[row, col]` (row is the slow axis). Pixel centres are at integer
+//!   coordinates.
+//! * The "sky" plane has coordinates `(v, u)`; `v` goes with rows, `u` with columns.
+//!   A [`gmix::Jacobian`] maps pixel `(row, col)` to
+//!   `v = dvdrow (row - row0) + dvdcol (col - col0)`, `u = dudrow (row - row0) + dudcol (col - col0)`.
+//!   Its determinant is `dudcol dvdrow - dudrow dvdcol`; `scale = sqrt(|det|)`, `area = scale²`.
+//! * A Gaussian is `[p, row, col, irr, irc, icc]` in sky units (`row` is `v`, `col` is `u`);
+//!   `p` is its integrated flux.
+//! * Simple model parameters are `[row, col, g1, g2, T, flux_0, .., flux_{nband-1}]`, in arcsec,
+//!   arcsec² and *surface-brightness* flux units: the model is sampled at pixel centres and
+//!   multiplied by the pixel area (ngmix does not integrate over the pixel), so a flux in these
+//!   units is `pixel sum × pixel area`.
+//! * `e1 > 0` elongates along columns (`u`): `icc > irr`.
+//!
+//! ## Features
+//!
+//! | feature | what it enables |
+//! |---|---|
+//! | `des-y1` (default) | the MEDS backend (fitsio with bundled cfitsio), PSFEx models, `ngmixit` |
+//! | `maxlike` (default) | the max-likelihood fitter |
+//! | `metacal` (default) | metacalibration |
+//! | `local` (default) | the local batch system for megamixer runs |
+//! | `slurm`, `slac` | Slurm and SLAC LSF batch systems |
+
+#![warn(missing_docs)]
+
+pub mod backends;
+pub mod config;
+pub mod error;
+pub mod fitting;
+pub mod gmix;
+pub mod kernels;
+pub mod obs;
+pub mod output;
+pub mod priors;
+pub mod rng;
+pub mod systems;
+pub mod traits;
+
+pub use error::{Error, GMixError, GResult, Result};

@@ -1,0 +1,1 @@
+//! Observations: image, weight, Jacobian, PSF; per-band epoch lists and multi-band sets.

@@ -1,0 +1,1 @@
+//! Output catalogues (FITS schema of the original ngmixer).

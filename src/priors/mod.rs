@@ -1,0 +1,1 @@
+//! Priors used by ngmixer configs.

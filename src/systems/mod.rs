@@ -1,0 +1,1 @@
+//! Batch systems for megamixer runs.

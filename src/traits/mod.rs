@@ -1,0 +1,1 @@
+//! The small traits the generic layers are built on.
