@@ -37,6 +37,7 @@
 pub mod backends;
 pub mod config;
 pub mod error;
+pub mod flags;
 pub mod fitting;
 pub mod gmix;
 pub mod kernels;

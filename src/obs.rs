@@ -1,1 +1,256 @@
 //! Observations: image, weight, Jacobian, PSF; per-band epoch lists and multi-band sets.
+//!
+//! This mirrors ngmix's `Observation`, `ObsList` and `MultiBandObsList`. Images are
+//! [`ndarray::Array2<f64>`] indexed `[row, col]`.
+//!
+//! Bad pixels: a pixel whose image value or weight is not finite, or whose weight is negative,
+//! is given weight 0 when the observation is built ([`Observation::new`] reports how many), so a
+//! NaN can never reach a likelihood. An observation with no pixel of positive weight is rejected
+//! with [`GMixError::Fatal`] (ngmix's `GMixFatalError('no weights > 0')`); the image readers turn
+//! that into the `IMAGE_FLAGS` placeholder of ngmixer.
+
+use ndarray::Array2;
+
+use crate::error::{GMixError, GResult};
+use crate::gmix::{GMix, Jacobian};
+
+/// Per-epoch bookkeeping carried from the image source to the output (`epoch_data`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EpochMeta {
+    /// Object id (MEDS `id`).
+    pub id: i64,
+    /// Object number (MEDS `number`).
+    pub number: i32,
+    /// Band index.
+    pub band_num: i16,
+    /// Cutout index (0 = coadd).
+    pub cutout_index: i32,
+    /// Object position in the original image.
+    pub orig_row: f64,
+    /// Object position in the original image.
+    pub orig_col: f64,
+    /// Start of the cutout in the original image.
+    pub orig_start_row: i64,
+    /// Start of the cutout in the original image.
+    pub orig_start_col: i64,
+    /// MEDS `file_id` of the cutout.
+    pub file_id: i32,
+}
+
+/// PSF-specific meta data (ngmixer's `Tguess`, `sigma_sky`, `psf_norm`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PsfMeta {
+    /// Guess of the PSF T in sky units (`sigma_sky²`).
+    pub tguess: f64,
+    /// PSF sigma in sky units.
+    pub sigma_sky: f64,
+    /// Sum of the PSF image.
+    pub psf_norm: f64,
+}
+
+/// Outcome of a PSF fit, kept on the PSF observation for the epoch records.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct PsfFitInfo {
+    /// Fitter flags (0 = ok).
+    pub flags: i32,
+    /// Flux S/N of the fit, when the fitter measures it (not EM).
+    pub s2n: Option<f64>,
+}
+
+/// An image with its weight map, Jacobian and optional fitted mixture.
+#[derive(Debug, Clone)]
+pub struct Observation {
+    /// Pixel values.
+    pub image: Array2<f64>,
+    /// Inverse variance per pixel; `<= 0` means unused.
+    pub weight: Array2<f64>,
+    /// Pixel → sky map, centred on the object.
+    pub jacobian: Jacobian,
+    /// The PSF observation, when this is a galaxy observation.
+    pub psf: Option<Box<Observation>>,
+    /// A fitted mixture (for a PSF observation: the fitted PSF model).
+    pub gmix: Option<GMix>,
+    /// Optional noise image.
+    pub noise: Option<Array2<f64>>,
+    /// Optional bit mask.
+    pub bmask: Option<Array2<i32>>,
+    /// Optional segmentation map.
+    pub seg: Option<Array2<i32>>,
+    /// The raw weight (before uberseg), when the source keeps it.
+    pub weight_raw: Option<Array2<f64>>,
+    /// The uberseg weight, when the source keeps it (region `mof`).
+    pub weight_us: Option<Array2<f64>>,
+    /// Epoch meta data.
+    pub meta: EpochMeta,
+    /// PSF meta data (PSF observations).
+    pub psf_meta: PsfMeta,
+    /// 0 = usable; otherwise the reason it is a placeholder (e.g. `IMAGE_FLAGS`).
+    pub flags: i32,
+    /// For a PSF observation: the outcome of its fit.
+    pub fit_info: Option<PsfFitInfo>,
+    npix: usize,
+}
+
+impl Observation {
+    /// Build and validate: shapes must match; non-finite pixels or weights and negative weights
+    /// get weight 0; at least one pixel must have positive weight.
+    pub fn new(image: Array2<f64>, mut weight: Array2<f64>, jacobian: Jacobian) -> GResult<Self> {
+        if image.dim() != weight.dim() {
+            return Err(GMixError::Fatal("image and weight shapes differ"));
+        }
+        let mut npix = 0;
+        for (w, &im) in weight.iter_mut().zip(image.iter()) {
+            if !(w.is_finite() && im.is_finite() && *w > 0.0) {
+                *w = 0.0;
+            } else {
+                npix += 1;
+            }
+        }
+        if npix == 0 {
+            return Err(GMixError::Fatal("no weights > 0"));
+        }
+        Ok(Self {
+            image,
+            weight,
+            jacobian,
+            psf: None,
+            gmix: None,
+            noise: None,
+            bmask: None,
+            seg: None,
+            weight_raw: None,
+            weight_us: None,
+            meta: EpochMeta::default(),
+            psf_meta: PsfMeta::default(),
+            flags: 0,
+            fit_info: None,
+            npix,
+        })
+    }
+
+    /// An observation whose weight is 1 everywhere (e.g. a PSF stamp).
+    pub fn with_unit_weight(image: Array2<f64>, jacobian: Jacobian) -> GResult<Self> {
+        let w = Array2::from_elem(image.dim(), 1.0);
+        Self::new(image, w, jacobian)
+    }
+
+    /// Replace the weight map (re-validated as in [`Observation::new`]).
+    pub fn set_weight(&mut self, mut weight: Array2<f64>) -> GResult<()> {
+        if weight.dim() != self.image.dim() {
+            return Err(GMixError::Fatal("image and weight shapes differ"));
+        }
+        let mut npix = 0;
+        for (w, &im) in weight.iter_mut().zip(self.image.iter()) {
+            if !(w.is_finite() && im.is_finite() && *w > 0.0) {
+                *w = 0.0;
+            } else {
+                npix += 1;
+            }
+        }
+        if npix == 0 {
+            return Err(GMixError::Fatal("no weights > 0"));
+        }
+        self.weight = weight;
+        self.npix = npix;
+        Ok(())
+    }
+
+    /// Replace the image (non-finite values are zeroed in the weight).
+    pub fn set_image(&mut self, image: Array2<f64>) -> GResult<()> {
+        if image.dim() != self.weight.dim() {
+            return Err(GMixError::Fatal("image and weight shapes differ"));
+        }
+        self.image = image;
+        let w = std::mem::take(&mut self.weight);
+        self.set_weight(w)
+    }
+
+    /// Attach a PSF observation.
+    pub fn with_psf(mut self, psf: Observation) -> Self {
+        self.psf = Some(Box::new(psf));
+        self
+    }
+
+    /// `(nrow, ncol)`.
+    #[inline]
+    pub fn dims(&self) -> (usize, usize) {
+        self.image.dim()
+    }
+
+    /// Number of pixels with positive weight.
+    #[inline]
+    pub fn npix(&self) -> usize {
+        self.npix
+    }
+
+    /// Row-major image slice.
+    #[inline]
+    pub fn image_slice(&self) -> &[f64] {
+        self.image.as_slice().expect("observation images are standard-layout")
+    }
+
+    /// Row-major weight slice.
+    #[inline]
+    pub fn weight_slice(&self) -> &[f64] {
+        self.weight.as_slice().expect("observation weights are standard-layout")
+    }
+
+    /// The fitted PSF mixture, if the PSF was fitted.
+    pub fn psf_gmix(&self) -> Option<&GMix> {
+        self.psf.as_ref().and_then(|p| p.gmix.as_ref())
+    }
+
+    /// Sum and maximum of the weight map.
+    pub fn weight_stats(&self) -> (f64, f64) {
+        let mut s = 0.0;
+        let mut m = 0.0f64;
+        for &w in self.weight.iter() {
+            s += w;
+            m = m.max(w);
+        }
+        (s, m)
+    }
+}
+
+/// The epochs of one band.
+pub type ObsList = Vec<Observation>;
+
+/// All bands of one object: `bands[b]` is the list of epochs of band `b`.
+#[derive(Debug, Clone, Default)]
+pub struct MultiBandObs {
+    /// Per-band epoch lists (a band may be empty).
+    pub bands: Vec<ObsList>,
+}
+
+impl MultiBandObs {
+    /// From per-band lists.
+    pub fn new(bands: Vec<ObsList>) -> Self {
+        Self { bands }
+    }
+
+    /// Number of bands.
+    pub fn nband(&self) -> usize {
+        self.bands.len()
+    }
+
+    /// All observations, band by band.
+    pub fn iter(&self) -> impl Iterator<Item = &Observation> {
+        self.bands.iter().flatten()
+    }
+
+    /// Total number of used pixels.
+    pub fn npix(&self) -> usize {
+        self.iter().map(|o| o.npix()).sum()
+    }
+
+    /// A copy keeping only observations with `flags == 0` (bands kept even when empty).
+    pub fn usable(&self) -> Self {
+        Self {
+            bands: self
+                .bands
+                .iter()
+                .map(|l| l.iter().filter(|o| o.flags == 0).cloned().collect())
+                .collect(),
+        }
+    }
+}
