@@ -44,11 +44,12 @@ impl Gauss2D {
     #[inline]
     pub fn new(p: f64, row: f64, col: f64, irr: f64, irc: f64, icc: f64) -> GResult<Self> {
         let det = irr * icc - irc * irc;
-        // written so that NaN fails too
-        if !(det >= LOW_DETVAL) {
+        // NaN input fails too
+        if det.is_nan() || det < LOW_DETVAL {
             return Err(GMixError::Range("det too low"));
         }
-        if !(irr + icc > LOW_DETVAL) {
+        let t = irr + icc;
+        if t.is_nan() || t <= LOW_DETVAL {
             return Err(GMixError::Range("T too low"));
         }
         let idet = 1.0 / det;
@@ -119,8 +120,10 @@ impl GMix {
 
     /// From "full" parameters `[p, row, col, irr, irc, icc] × n`.
     pub fn from_full_pars(pars: &[f64]) -> GResult<Self> {
-        if pars.len() % 6 != 0 || pars.is_empty() {
-            return Err(GMixError::Range("full pars length must be a non-zero multiple of 6"));
+        if !pars.len().is_multiple_of(6) || pars.is_empty() {
+            return Err(GMixError::Range(
+                "full pars length must be a non-zero multiple of 6",
+            ));
         }
         pars.chunks_exact(6)
             .map(|c| Gauss2D::new(c[0], c[1], c[2], c[3], c[4], c[5]))
@@ -219,7 +222,7 @@ impl GMix {
             return Err(GMixError::Range("cannot calculate T due to zero psum"));
         }
         let tsum = irr + icc;
-        if !(tsum > 0.0) {
+        if tsum.is_nan() || tsum <= 0.0 {
             return Err(GMixError::Range("T <= 0.0"));
         }
         Ok(((icc - irr) / tsum, 2.0 * irc / tsum, tsum / ps))

@@ -99,7 +99,11 @@ impl Jacobian {
     /// A copy moved to a new centre.
     #[inline]
     pub fn with_cen(&self, row0: f64, col0: f64) -> Self {
-        Self { row0, col0, ..*self }
+        Self {
+            row0,
+            col0,
+            ..*self
+        }
     }
 
     /// Sky coordinates `(v, u)` of pixel `(row, col)`.
@@ -116,10 +120,9 @@ impl Jacobian {
     /// Pixel coordinates `(row, col)` of sky point `(v, u)`.
     #[inline]
     pub fn rowcol(&self, v: f64, u: f64) -> (f64, f64) {
-        let idet = 1.0 / self.det;
         (
-            self.row0 + idet * (self.dudcol * v - self.dvdcol * u),
-            self.col0 + idet * (-self.dudrow * v + self.dvdrow * u),
+            self.row0 + (self.dudcol * v - self.dvdcol * u) / self.det,
+            self.col0 + (-self.dudrow * v + self.dvdrow * u) / self.det,
         )
     }
 }

@@ -89,8 +89,14 @@ impl Tables {
     /// The profile of a simple model.
     pub fn profile(self, kind: SimpleKind) -> Profile {
         match kind {
-            SimpleKind::Gauss => Profile { p: &P_GAUSS, f: &F_GAUSS },
-            SimpleKind::Exp => Profile { p: &P_EXP, f: &F_EXP },
+            SimpleKind::Gauss => Profile {
+                p: &P_GAUSS,
+                f: &F_GAUSS,
+            },
+            SimpleKind::Exp => Profile {
+                p: &P_EXP,
+                f: &F_EXP,
+            },
             SimpleKind::Dev => Profile {
                 p: &P_DEV,
                 f: match self {
@@ -98,7 +104,10 @@ impl Tables {
                     Tables::V2 => &F_DEV_V2,
                 },
             },
-            SimpleKind::Turb => Profile { p: &P_TURB, f: &F_TURB },
+            SimpleKind::Turb => Profile {
+                p: &P_TURB,
+                f: &F_TURB,
+            },
         }
     }
 
@@ -111,7 +120,8 @@ impl Tables {
             s += p * (1.0 - fracdev) * f;
         }
         for (p, f) in d.p.iter().zip(d.f) {
-            s += p * fracdev * f * tdbyte;
+            // ngmix: p = pvals*fracdev, f = fvals*TdByTe, sum p*f (same rounding)
+            s += (p * fracdev) * (f * tdbyte);
         }
         1.0 / s
     }
@@ -167,7 +177,10 @@ impl Model {
             _ => {
                 if let Some(n) = name.strip_prefix("coellip") {
                     n.parse().ok().filter(|&n| n > 0).map(Model::Coellip)
-                } else if let Some(n) = name.strip_prefix("em").or_else(|| name.strip_prefix("full")) {
+                } else if let Some(n) = name
+                    .strip_prefix("em")
+                    .or_else(|| name.strip_prefix("full"))
+                {
                     n.parse().ok().filter(|&n| n > 0).map(Model::Full)
                 } else {
                     None
@@ -223,7 +236,9 @@ impl Model {
                 let prof = tables.profile(kind);
                 fill_profiles(v, pars, pars[4], pars[5], &[(prof, 1.0, 1.0)])
             }
-            Model::Cm { fracdev, tdbyte } => fill_composite(v, pars, pars[5], fracdev, tdbyte, tables),
+            Model::Cm { fracdev, tdbyte } => {
+                fill_composite(v, pars, pars[5], fracdev, tdbyte, tables)
+            }
             Model::Bdf => fill_composite(v, pars, pars[6], pars[5], 1.0, tables),
             Model::Bd => {
                 let tdbyte = 10f64.powf(pars[5]);
@@ -266,9 +281,13 @@ fn fill_profiles(
     let (e1, e2) = g1g2_to_e1e2(pars[2], pars[3])?;
     for (prof, pfac, ffac) in profiles {
         for (p, f) in prof.p.iter().zip(prof.f) {
-            let t2 = 0.5 * t * f * ffac;
+            // the same operation order as ngmix (p = pvals*pfac, f = fvals*ffac,
+            // T_i/2 = 0.5*T*f, flux_i = flux*p), so composite models round identically
+            let pk = p * pfac;
+            let fk = f * ffac;
+            let t2 = 0.5 * t * fk;
             v.push(Gauss2D::new(
-                flux * p * pfac,
+                flux * pk,
                 row,
                 col,
                 t2 * (1.0 - e1),
@@ -291,5 +310,11 @@ fn fill_composite(
     let t = pars[4] * tables.cm_tfactor(fracdev, tdbyte);
     let e = tables.profile(SimpleKind::Exp);
     let d = tables.profile(SimpleKind::Dev);
-    fill_profiles(v, pars, t, flux, &[(e, 1.0 - fracdev, 1.0), (d, fracdev, tdbyte)])
+    fill_profiles(
+        v,
+        pars,
+        t,
+        flux,
+        &[(e, 1.0 - fracdev, 1.0), (d, fracdev, tdbyte)],
+    )
 }

@@ -34,20 +34,23 @@ pub fn t_to_r50(t: f64) -> f64 {
 
 /// `(M1, M2, T)` to `(e1, e2)`; range error for T <= 0.
 pub fn moms_to_e1e2(m1: f64, m2: f64, t: f64) -> GResult<(f64, f64)> {
-    if !(t > 0.0) {
+    if t.is_nan() || t <= 0.0 {
         return Err(GMixError::Range("T <= 0.0"));
     }
-    Ok((m1 / t, m2 / t))
+    let tinv = 1.0 / t;
+    Ok((m1 * tinv, m2 * tinv))
 }
 
 /// Round T of an elliptical object: `T (1-g²)/(1+g²)`.
 pub fn t_round(t: f64, g1: f64, g2: f64) -> f64 {
-    t * shape::round_factor(g1, g2)
+    let gsq = g1 * g1 + g2 * g2;
+    t * (1.0 - gsq) / (1.0 + gsq)
 }
 
-/// Elliptical T from the round T.
+/// Elliptical T from the round T: `Tround (1+g²)/(1-g²)` (ngmix `get_T`).
 pub fn t_from_round(tround: f64, g1: f64, g2: f64) -> f64 {
-    tround / shape::round_factor(g1, g2)
+    let gsq = g1 * g1 + g2 * g2;
+    tround * (1.0 + gsq) / (1.0 - gsq)
 }
 
 /// `(irr, irc, icc)` to `(e1, e2, T)`.

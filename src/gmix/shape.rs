@@ -8,7 +8,7 @@ const E_MAX: f64 = 0.99999999;
 #[inline]
 pub fn g1g2_to_e1e2(g1: f64, g2: f64) -> GResult<(f64, f64)> {
     let g = (g1 * g1 + g2 * g2).sqrt();
-    if !(g < 1.0) {
+    if g.is_nan() || g >= 1.0 {
         return Err(GMixError::Range("g >= 1"));
     }
     if g == 0.0 {
@@ -26,7 +26,7 @@ pub fn g1g2_to_e1e2(g1: f64, g2: f64) -> GResult<(f64, f64)> {
 #[inline]
 pub fn e1e2_to_g1g2(e1: f64, e2: f64) -> GResult<(f64, f64)> {
     let e = (e1 * e1 + e2 * e2).sqrt();
-    if !(e < 1.0) {
+    if e.is_nan() || e >= 1.0 {
         return Err(GMixError::Range("e >= 1"));
     }
     if e == 0.0 {
@@ -43,7 +43,7 @@ pub fn e1e2_to_g1g2(e1: f64, e2: f64) -> GResult<(f64, f64)> {
 /// Reduced shear to conformal shear eta (|eta| = 2 atanh |g|).
 pub fn g1g2_to_eta1eta2(g1: f64, g2: f64) -> GResult<(f64, f64)> {
     let g = (g1 * g1 + g2 * g2).sqrt();
-    if !(g < 1.0) {
+    if g.is_nan() || g >= 1.0 {
         return Err(GMixError::Range("g >= 1 converting to eta"));
     }
     if g == 0.0 {
@@ -56,7 +56,7 @@ pub fn g1g2_to_eta1eta2(g1: f64, g2: f64) -> GResult<(f64, f64)> {
 /// Distortion to eta (|eta| = atanh |e|).
 pub fn e1e2_to_eta1eta2(e1: f64, e2: f64) -> GResult<(f64, f64)> {
     let e = (e1 * e1 + e2 * e2).sqrt();
-    if !(e < 1.0) {
+    if e.is_nan() || e >= 1.0 {
         return Err(GMixError::Range("e >= 1"));
     }
     if e == 0.0 {
@@ -70,7 +70,7 @@ pub fn e1e2_to_eta1eta2(e1: f64, e2: f64) -> GResult<(f64, f64)> {
 pub fn eta1eta2_to_g1g2(eta1: f64, eta2: f64) -> GResult<(f64, f64)> {
     let eta = (eta1 * eta1 + eta2 * eta2).sqrt();
     let g = (0.5 * eta).tanh();
-    if !(g < 1.0) {
+    if g.is_nan() || g >= 1.0 {
         return Err(GMixError::Range("g >= 1 from eta"));
     }
     if eta == 0.0 {
@@ -128,7 +128,7 @@ impl Shape {
     /// Validate |g| < 1.
     pub fn new(g1: f64, g2: f64) -> GResult<Self> {
         let g = (g1 * g1 + g2 * g2).sqrt();
-        if !(g < 1.0) {
+        if g.is_nan() || g >= 1.0 {
             return Err(GMixError::Range("g out of range"));
         }
         Ok(Self { g1, g2 })
