@@ -38,6 +38,7 @@ pub mod backends;
 pub mod config;
 pub mod error;
 pub mod flags;
+pub mod fitter;
 pub mod fitting;
 pub mod gmix;
 pub mod kernels;

@@ -128,6 +128,27 @@ impl Observation {
         })
     }
 
+    /// A flagged placeholder (ngmixer: a 10×10 zero image with `flags` set); never fitted.
+    pub fn placeholder(flags: i32, meta: EpochMeta) -> Self {
+        Self {
+            image: Array2::zeros((10, 10)),
+            weight: Array2::zeros((10, 10)),
+            jacobian: Jacobian::unit(4.5, 4.5),
+            psf: None,
+            gmix: None,
+            noise: None,
+            bmask: None,
+            seg: None,
+            weight_raw: None,
+            weight_us: None,
+            meta,
+            psf_meta: PsfMeta::default(),
+            flags,
+            fit_info: None,
+            npix: 0,
+        }
+    }
+
     /// An observation whose weight is 1 everywhere (e.g. a PSF stamp).
     pub fn with_unit_weight(image: Array2<f64>, jacobian: Jacobian) -> GResult<Self> {
         let w = Array2::from_elem(image.dim(), 1.0);

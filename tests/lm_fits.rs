@@ -111,7 +111,7 @@ fn lm_fits_match_ngmix() {
 
 fn render_truth(gm: &GMix, j: &Jacobian, n: usize) -> Array2<f64> {
     // direct evaluation at pixel centres with libm exp, independent of the fitter's kernel;
-    // each Gaussian is cut at chi2 = 25 as ngmix v1.3.5 evaluates it, so the truth lies in the
+    // no area factor and each Gaussian cut at chi2 = 25, as ngmix v1.3.5 evaluates it, so the truth lies in the
     // fitted model family (with noise ∝ |image| the far tails would otherwise dominate)
     Array2::from_shape_fn((n, n), |(r, c)| {
         let (v, u) = j.vu(r as f64, c as f64);
@@ -120,7 +120,6 @@ fn render_truth(gm: &GMix, j: &Jacobian, n: usize) -> Array2<f64> {
             .filter(|g| g.chi2(v, u) < 25.0)
             .map(|g| g.eval(v, u))
             .sum::<f64>()
-            * j.area()
     })
 }
 

@@ -5,3 +5,5 @@ pub mod memory;
 pub mod meds;
 #[cfg(feature = "des-y1")]
 pub mod psfex;
+#[cfg(feature = "des-y1")]
+pub mod medsio;

@@ -148,12 +148,12 @@ fn render_exact(gm: &GMix, obs: &Observation, out: &mut Vec<f64>) {
     let (nrow, ncol) = obs.dims();
     out.clear();
     out.reserve(nrow * ncol);
+    // ngmix v1.3.5 `make_image`: libm exp, no cut-off, no area factor
     let j = &obs.jacobian;
-    let area = j.area();
     for r in 0..nrow {
         for c in 0..ncol {
             let (v, u) = j.vu(r as f64, c as f64);
-            out.push(gm.gaussians().iter().map(|g| g.eval(v, u)).sum::<f64>() * area);
+            out.push(gm.gaussians().iter().map(|g| g.eval(v, u)).sum::<f64>());
         }
     }
 }
@@ -357,7 +357,7 @@ pub fn round_s2n(obs: &MultiBandObs, spec: &ModelSpec, pars: &[f64]) -> RoundRes
                 out.flags |= BOOT_ROUND_CONVOLVE_FAIL;
                 return out;
             };
-            if kernel::prepare(spec, &bp, &psf_round, o.jacobian.area(), &mut gs).is_err() {
+            if kernel::prepare(spec, &bp, &psf_round, V1::pixel_factor(&o.jacobian), &mut gs).is_err() {
                 out.flags |= BOOT_ROUND_CONVOLVE_FAIL;
                 return out;
             }

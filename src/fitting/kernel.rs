@@ -99,14 +99,14 @@ pub struct KGauss {
     drr: f64,
     drc: f64,
     dcc: f64,
-    /// `pnorm × area` for unit total flux.
+    /// `pnorm × pixel factor` for unit total flux.
     pn: f64,
     /// `[d/dg1 (irr, irc, icc), d/dg2 (...), d/dT (...)]`.
     coef: [f64; 9],
 }
 
 /// Prepare the convolved Gaussians of `spec` at band parameters `[row, col, g1, g2, T]`
-/// convolved with `psf`, for pixels of area `area`.
+/// convolved with `psf`; every pixel value is multiplied by `area` (see [`Eval::pixel_factor`]).
 pub fn prepare(
     spec: &ModelSpec,
     pars: &[f64],
@@ -230,14 +230,27 @@ fn window(a: f64, b: f64, q: f64, ncol: usize) -> (usize, usize) {
 
 /// How a Gaussian's value is evaluated from its χ².
 pub trait Eval: Copy + Default + std::fmt::Debug + Send + Sync + 'static {
+    /// Whether pixel values are multiplied by the pixel area (ngmix 2.x) or not (v1.3.5,
+    /// where a flux is therefore `pixel sum × pixel area`).
+    const AREA: bool;
     /// `exp(-χ²/2)` times the cut-off window of the policy.
     fn eval(chi2: f64) -> f64;
+    /// The factor applied to every pixel value for a Jacobian `jac`.
+    #[inline]
+    fn pixel_factor(jac: &Jacobian) -> f64 {
+        if Self::AREA {
+            jac.area()
+        } else {
+            1.0
+        }
+    }
 }
 
-/// ngmix v1.3.5 (ngmixer): accurate exp, evaluated only for `0 <= χ² < 25`.
+/// ngmix v1.3.5 (ngmixer): accurate exp, evaluated only for `0 <= χ² < 25`; no area factor.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct V1;
 impl Eval for V1 {
+    const AREA: bool = false;
     #[inline(always)]
     fn eval(chi2: f64) -> f64 {
         let e = exp_poly(-0.5 * chi2);
@@ -249,10 +262,12 @@ impl Eval for V1 {
     }
 }
 
-/// ngmix 2.4.2: `exp5_smooth` with the apodized window (the `ref/ngmix` vectors).
+/// ngmix 2.4.2: `exp5_smooth` with the apodized window, times the pixel area (the `ref/ngmix`
+/// vectors).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct V2;
 impl Eval for V2 {
+    const AREA: bool = true;
     #[inline(always)]
     fn eval(chi2: f64) -> f64 {
         if (0.0..MAX_CHI2).contains(&chi2) {

@@ -147,7 +147,7 @@ impl<'a, E: Eval, P: LmPrior> MaxLike<'a, E, P> {
         let flux = x[5 + band];
         for o in &self.obs.bands[band] {
             let psf = o.psf_gmix().unwrap_or(&self.delta);
-            prepare(self.spec, &x[..5], psf, o.jacobian.area(), &mut self.gs)?;
+            prepare(self.spec, &x[..5], psf, E::pixel_factor(&o.jacobian), &mut self.gs)?;
             let (_, ncol) = o.dims();
             accumulate::<E, DERIV>(
                 &self.gs,

@@ -1,0 +1,427 @@
+//! Building observations from MEDS files (ngmixer `MEDSImageIO`, spec §3.3–3.6): regions,
+//! uberseg, bmask and zero-weight checks, cross-epoch outlier rejection and PSFs from the MEDS
+//! `psf` HDU.
+
+use std::path::{Path, PathBuf};
+
+use ndarray::Array2;
+
+use crate::backends::meds::{reject_outliers, CutoutKind, MedsFile};
+use crate::error::{Error, Result};
+use crate::fitter::{ObjectMeta, ObjectObs};
+use crate::flags::{DEFVAL, IMAGE_FLAGS};
+use crate::obs::{EpochMeta, MultiBandObs, Observation, PsfMeta};
+use crate::traits::ImageSource;
+
+/// The weight map used for fitting (`region`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Region {
+    /// Raw weight, uberseg kept aside (`mof`).
+    Mof,
+    /// Uberseg weight (`cweight-nearest` or `uberseg`).
+    Uberseg,
+    /// Composite weight (`seg_and_sky`).
+    SegAndSky,
+    /// Raw weight (`weight`).
+    Weight,
+}
+
+impl Region {
+    /// Parse the config value.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "mof" => Region::Mof,
+            "cweight-nearest" | "uberseg" => Region::Uberseg,
+            "seg_and_sky" => Region::SegAndSky,
+            "weight" => Region::Weight,
+            _ => return None,
+        })
+    }
+}
+
+/// Observation-building settings (the MEDS IO keys of the fitting config).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IoSettings {
+    /// Weight map.
+    pub region: Region,
+    /// Cross-epoch outlier rejection.
+    pub reject_outliers: bool,
+    /// Skip cutouts whose image sums to exactly 0.
+    pub ignore_zero_images: bool,
+    /// Zero the weight where `bmask & flags`.
+    pub extra_mask_flags: i32,
+    /// Skip cutouts with any of these bmask bits.
+    pub bmask_skip_flags: i32,
+    /// Skip cutouts with a bmask bit within this radius of the centre.
+    pub central_bmask_radius: Option<i64>,
+    /// Maximum fraction of zero-weight pixels (`None` with `one-over-side`: 1/min(shape)).
+    pub max_zero_weight_frac: Option<f64>,
+    /// Zero weights where the 90°-rotated raw weight is zero.
+    pub symmetrize_weight: bool,
+    /// Use only cutouts with `icut <= max_cutouts`.
+    pub max_cutouts: Option<usize>,
+    /// Y1 `min_weight` clipping (weights below are zeroed), when the config asks for it.
+    pub min_weight: Option<f64>,
+}
+
+impl Default for IoSettings {
+    fn default() -> Self {
+        Self {
+            region: Region::Uberseg,
+            reject_outliers: true,
+            ignore_zero_images: false,
+            extra_mask_flags: 0,
+            bmask_skip_flags: 0,
+            central_bmask_radius: None,
+            max_zero_weight_frac: Some(1.0),
+            symmetrize_weight: false,
+            max_cutouts: None,
+            min_weight: None,
+        }
+    }
+}
+
+/// MEDS files (one per band) as an [`ImageSource`].
+#[derive(Debug)]
+pub struct MedsSource {
+    files: Vec<MedsFile>,
+    settings: IoSettings,
+    /// Rows of the MEDS files this source covers (all when no sub-range).
+    rows: Vec<usize>,
+    /// FoF id per covered row (DEFVAL without a FoF file).
+    fofids: Vec<i64>,
+}
+
+impl MedsSource {
+    /// Open one MEDS file per band; all must have the same objects.
+    pub fn open(paths: &[PathBuf], settings: IoSettings) -> Result<Self> {
+        if paths.is_empty() {
+            return Err(Error::Invalid("no MEDS files given".into()));
+        }
+        let files = paths.iter().map(MedsFile::open).collect::<Result<Vec<_>>>()?;
+        let n = files[0].size();
+        for f in &files[1..] {
+            if f.size() != n {
+                return Err(Error::Fits {
+                    path: f.path().to_path_buf(),
+                    hdu: Some("object_data".into()),
+                    msg: format!("has {} objects but {} has {n}", f.size(), files[0].path().display()),
+                });
+            }
+        }
+        Ok(Self {
+            files,
+            settings,
+            rows: (0..n).collect(),
+            fofids: vec![DEFVAL as i64; n],
+        })
+    }
+
+    /// Restrict to MEDS rows `rows` with their FoF ids.
+    pub fn select(&mut self, rows: Vec<usize>, fofids: Vec<i64>) {
+        self.rows = rows;
+        self.fofids = fofids;
+    }
+
+    /// The MEDS files.
+    pub fn files(&self) -> &[MedsFile] {
+        &self.files
+    }
+
+    /// The MEDS file paths.
+    pub fn paths(&self) -> Vec<&Path> {
+        self.files.iter().map(|f| f.path()).collect()
+    }
+
+    fn build_band(&self, band: usize, iobj: usize, coadd: &mut Vec<Observation>, se: &mut Vec<Observation>) -> Result<i32> {
+        let f = &self.files[band];
+        let s = &self.settings;
+        let ncut = f.ncutout(iobj)?;
+        let id = f.object_data().id.get(iobj).copied().unwrap_or(DEFVAL as i64);
+        let number = f.number(iobj)?;
+        let mut nimage_tot = 0;
+        let mut buf = Vec::new();
+        let mut ibuf = Vec::new();
+        for icut in 0..ncut {
+            let ci = f.cutout_info(iobj, icut)?;
+            let meta = EpochMeta {
+                id,
+                number: number as i32,
+                band_num: band as i16,
+                cutout_index: icut as i32,
+                orig_row: ci.orig_row,
+                orig_col: ci.orig_col,
+                orig_start_row: ci.orig_start_row,
+                orig_start_col: ci.orig_start_col,
+                file_id: ci.file_id as i32,
+            };
+            if icut > 0 {
+                nimage_tot += 1;
+            }
+            let obs = self.build_obs(f, iobj, icut, meta.clone(), &mut buf, &mut ibuf)?;
+            let obs = obs.unwrap_or_else(|| Observation::placeholder(IMAGE_FLAGS, meta));
+            if icut == 0 {
+                coadd.push(obs);
+            } else {
+                se.push(obs);
+            }
+        }
+        if s.reject_outliers {
+            reject_band_outliers(se)?;
+        }
+        Ok(nimage_tot)
+    }
+
+    /// One observation, or `None` for a skipped cutout.
+    fn build_obs(
+        &self,
+        f: &MedsFile,
+        iobj: usize,
+        icut: usize,
+        meta: EpochMeta,
+        buf: &mut Vec<f64>,
+        ibuf: &mut Vec<i32>,
+    ) -> Result<Option<Observation>> {
+        let s = &self.settings;
+        if let Some(mc) = s.max_cutouts {
+            if icut > mc {
+                return Ok(None);
+            }
+        }
+        let (nr, nc) = f.cutout(CutoutKind::Image, iobj, icut, buf)?;
+        let image = Array2::from_shape_vec((nr, nc), buf.clone()).map_err(|e| Error::Invalid(e.to_string()))?;
+        let bmask = if f.has_cutouts(CutoutKind::Bmask) {
+            f.cutout_i32(CutoutKind::Bmask, iobj, icut, ibuf)?;
+            Some(Array2::from_shape_vec((nr, nc), ibuf.clone()).map_err(|e| Error::Invalid(e.to_string()))?)
+        } else {
+            None
+        };
+        if let Some(bm) = &bmask {
+            if s.bmask_skip_flags != 0 && bm.iter().any(|&b| b & s.bmask_skip_flags != 0) {
+                return Ok(None);
+            }
+            if let Some(r) = s.central_bmask_radius {
+                let ci = f.cutout_info(iobj, icut)?;
+                let clip = |x: f64, n: usize| (x as i64).clamp(0, n as i64 - 1) as usize;
+                let (r0, r1) = (clip(ci.cutout_row - r as f64, nr), clip(ci.cutout_row + r as f64, nr));
+                let (c0, c1) = (clip(ci.cutout_col - r as f64, nc), clip(ci.cutout_col + r as f64, nc));
+                if (r0..r1).any(|i| (c0..c1).any(|j| bm[[i, j]] != 0)) {
+                    return Ok(None);
+                }
+            }
+        }
+        f.cutout(CutoutKind::Weight, iobj, icut, buf)?;
+        let mut wt_raw = Array2::from_shape_vec((nr, nc), buf.clone()).map_err(|e| Error::Invalid(e.to_string()))?;
+        if let Some(mw) = s.min_weight {
+            wt_raw.mapv_inplace(|w| if w < mw { 0.0 } else { w });
+        }
+        let uberseg = |buf: &mut Vec<f64>| -> Result<Array2<f64>> {
+            f.uberseg(iobj, icut, buf)?;
+            let mut a = Array2::from_shape_vec((nr, nc), buf.clone()).map_err(|e| Error::Invalid(e.to_string()))?;
+            if let Some(mw) = s.min_weight {
+                a.mapv_inplace(|w| if w < mw { 0.0 } else { w });
+            }
+            Ok(a)
+        };
+        let (mut wt, mut wt_us) = match s.region {
+            Region::Mof => (wt_raw.clone(), Some(uberseg(buf)?)),
+            Region::Uberseg => (uberseg(buf)?, None),
+            Region::SegAndSky => {
+                f.cweight(iobj, icut, buf)?;
+                (Array2::from_shape_vec((nr, nc), buf.clone()).map_err(|e| Error::Invalid(e.to_string()))?, None)
+            }
+            Region::Weight => (wt_raw.clone(), None),
+        };
+        if s.extra_mask_flags != 0 {
+            if let Some(bm) = &bmask {
+                for (w, &b) in wt.iter_mut().zip(bm.iter()) {
+                    if b & s.extra_mask_flags != 0 {
+                        *w = 0.0;
+                    }
+                }
+                if let Some(us) = wt_us.as_mut() {
+                    for (w, &b) in us.iter_mut().zip(bm.iter()) {
+                        if b & s.extra_mask_flags != 0 {
+                            *w = 0.0;
+                        }
+                    }
+                }
+            }
+        }
+        if s.symmetrize_weight && nr == nc {
+            let rot = rot90(&wt_raw);
+            for (k, &r) in rot.iter().enumerate() {
+                if r == 0.0 {
+                    let (i, j) = (k / nc, k % nc);
+                    wt_raw[[i, j]] = 0.0;
+                    wt[[i, j]] = 0.0;
+                    if let Some(us) = wt_us.as_mut() {
+                        us[[i, j]] = 0.0;
+                    }
+                }
+            }
+        }
+        let nzero = wt_raw.iter().filter(|&&w| w == 0.0).count() as f64;
+        let limit = s.max_zero_weight_frac.unwrap_or(1.0 / nr.min(nc) as f64);
+        if nzero / (nr * nc) as f64 > limit {
+            return Ok(None);
+        }
+        if s.ignore_zero_images && image.sum() == 0.0 {
+            return Ok(None);
+        }
+        let jac = f.jacobian(iobj, icut)?;
+        // PSF from the MEDS psf HDU
+        let (pr, pc) = f.psf(iobj, icut, buf)?;
+        let psf_im = Array2::from_shape_vec((pr, pc), buf.clone()).map_err(|e| Error::Invalid(e.to_string()))?;
+        let (prow, pcol) = f
+            .psf_center(iobj, icut)?
+            .unwrap_or(((pr as f64 - 1.0) / 2.0, (pc as f64 - 1.0) / 2.0));
+        let sigma_pix = f.psf_sigma(iobj, icut)?.unwrap_or(2.5);
+        let psf_jac = jac.with_cen(prow, pcol);
+        let psf_norm = psf_im.sum();
+        let Ok(mut psf) = Observation::with_unit_weight(psf_im, psf_jac) else {
+            return Ok(None);
+        };
+        let sigma_sky = sigma_pix * jac.scale();
+        psf.psf_meta = PsfMeta {
+            tguess: sigma_sky * sigma_sky,
+            sigma_sky,
+            psf_norm,
+        };
+        let Ok(mut obs) = Observation::new(image, wt, jac) else {
+            return Ok(None);
+        };
+        obs.meta = meta;
+        obs.psf = Some(Box::new(psf));
+        obs.weight_raw = Some(wt_raw);
+        obs.weight_us = wt_us;
+        obs.bmask = bmask;
+        if f.has_cutouts(CutoutKind::Seg) {
+            let (sr, sc) = f.interpolated_coadd_seg(iobj, icut, ibuf)?;
+            obs.seg = Array2::from_shape_vec((sr, sc), ibuf.clone()).ok();
+        }
+        if f.has_cutouts(CutoutKind::Noise) {
+            f.cutout(CutoutKind::Noise, iobj, icut, buf)?;
+            obs.noise = Array2::from_shape_vec((nr, nc), buf.clone()).ok();
+        }
+        Ok(Some(obs))
+    }
+}
+
+fn rot90(a: &Array2<f64>) -> Array2<f64> {
+    // numpy rot90 (counter-clockwise): out[i, j] = a[j, n-1-i]
+    let n = a.nrows();
+    Array2::from_shape_fn((n, n), |(i, j)| a[[j, n - 1 - i]])
+}
+
+/// Outlier rejection over the usable SE observations of one band, on every weight map kept.
+fn reject_band_outliers(se: &mut [Observation]) -> Result<()> {
+    let idx: Vec<usize> = (0..se.len()).filter(|&i| se[i].flags == 0).collect();
+    if idx.len() < 3 {
+        return Ok(());
+    }
+    let dims = se[idx[0]].dims();
+    if idx.iter().any(|&i| se[i].dims() != dims) {
+        return Ok(());
+    }
+    let images: Vec<Vec<f64>> = idx.iter().map(|&i| se[i].image_slice().to_vec()).collect();
+    let im_refs: Vec<&[f64]> = images.iter().map(|v| v.as_slice()).collect();
+    // weight
+    let mut ws: Vec<Vec<f64>> = idx.iter().map(|&i| se[i].weight_slice().to_vec()).collect();
+    {
+        let mut w_refs: Vec<&mut [f64]> = ws.iter_mut().map(|v| v.as_mut_slice()).collect();
+        reject_outliers(&im_refs, &mut w_refs)?;
+    }
+    for (k, &i) in idx.iter().enumerate() {
+        let w = Array2::from_shape_vec(dims, std::mem::take(&mut ws[k])).map_err(|e| Error::Invalid(e.to_string()))?;
+        if se[i].set_weight(w).is_err() {
+            let meta = se[i].meta.clone();
+            se[i] = Observation::placeholder(IMAGE_FLAGS, meta);
+        }
+    }
+    fn raw(o: &mut Observation) -> Option<&mut Array2<f64>> {
+        o.weight_raw.as_mut()
+    }
+    fn us(o: &mut Observation) -> Option<&mut Array2<f64>> {
+        o.weight_us.as_mut()
+    }
+    let getters: [fn(&mut Observation) -> Option<&mut Array2<f64>>; 2] = [raw, us];
+    for get in getters {
+        let mut maps: Vec<Vec<f64>> = Vec::new();
+        let mut which = Vec::new();
+        for &i in &idx {
+            if se[i].flags != 0 {
+                continue;
+            }
+            if let Some(a) = get(&mut se[i]) {
+                maps.push(a.iter().copied().collect());
+                which.push(i);
+            }
+        }
+        if which.len() < 3 {
+            continue;
+        }
+        let ims: Vec<&[f64]> = which.iter().map(|&i| se[i].image_slice()).collect::<Vec<_>>();
+        let ims: Vec<Vec<f64>> = ims.iter().map(|s| s.to_vec()).collect();
+        let im_refs: Vec<&[f64]> = ims.iter().map(|v| v.as_slice()).collect();
+        {
+            let mut w_refs: Vec<&mut [f64]> = maps.iter_mut().map(|v| v.as_mut_slice()).collect();
+            reject_outliers(&im_refs, &mut w_refs)?;
+        }
+        for (k, &i) in which.iter().enumerate() {
+            if let Some(a) = get(&mut se[i]) {
+                for (d, s) in a.iter_mut().zip(&maps[k]) {
+                    *d = *s;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+impl ImageSource for MedsSource {
+    fn nobj(&self) -> usize {
+        self.rows.len()
+    }
+    fn nband(&self) -> usize {
+        self.files.len()
+    }
+    fn read_object(&mut self, k: usize, out: &mut ObjectObs) -> Result<()> {
+        let iobj = *self
+            .rows
+            .get(k)
+            .ok_or_else(|| Error::Invalid(format!("object {k} out of range ({} objects)", self.rows.len())))?;
+        let f0 = &self.files[0];
+        let od = f0.object_data();
+        out.meta = ObjectMeta {
+            id: od.id.get(iobj).copied().unwrap_or(DEFVAL as i64),
+            number: f0.number(iobj)?,
+            ra: od.ra.get(iobj).copied().unwrap_or(DEFVAL),
+            dec: od.dec.get(iobj).copied().unwrap_or(DEFVAL),
+            nimage_tot: Vec::with_capacity(self.files.len()),
+            fofid: self.fofids[k],
+            obj_flags: 0,
+        };
+        let mut coadd = Vec::new();
+        let mut se = Vec::new();
+        for b in 0..self.files.len() {
+            let mut c = Vec::new();
+            let mut s = Vec::new();
+            let n = self.build_band(b, iobj, &mut c, &mut s)?;
+            out.meta.nimage_tot.push(n);
+            coadd.push(c);
+            se.push(s);
+        }
+        out.coadd = MultiBandObs::new(coadd);
+        out.se = MultiBandObs::new(se);
+        Ok(())
+    }
+    fn reopen(&self) -> Result<Self> {
+        Ok(Self {
+            files: self.files.iter().map(|f| f.reopen()).collect::<Result<_>>()?,
+            settings: self.settings.clone(),
+            rows: self.rows.clone(),
+            fofids: self.fofids.clone(),
+        })
+    }
+}
