@@ -90,6 +90,8 @@ pub struct MedsSource {
     rows: Vec<usize>,
     /// FoF id per covered row (DEFVAL without a FoF file).
     fofids: Vec<i64>,
+    /// Object flags by id (`--obj-flags`).
+    obj_flags: std::sync::Arc<std::collections::HashMap<i64, i32>>,
 }
 
 impl MedsSource {
@@ -98,14 +100,21 @@ impl MedsSource {
         if paths.is_empty() {
             return Err(Error::Invalid("no MEDS files given".into()));
         }
-        let files = paths.iter().map(MedsFile::open).collect::<Result<Vec<_>>>()?;
+        let files = paths
+            .iter()
+            .map(MedsFile::open)
+            .collect::<Result<Vec<_>>>()?;
         let n = files[0].size();
         for f in &files[1..] {
             if f.size() != n {
                 return Err(Error::Fits {
                     path: f.path().to_path_buf(),
                     hdu: Some("object_data".into()),
-                    msg: format!("has {} objects but {} has {n}", f.size(), files[0].path().display()),
+                    msg: format!(
+                        "has {} objects but {} has {n}",
+                        f.size(),
+                        files[0].path().display()
+                    ),
                 });
             }
         }
@@ -114,6 +123,7 @@ impl MedsSource {
             settings,
             rows: (0..n).collect(),
             fofids: vec![DEFVAL as i64; n],
+            obj_flags: Default::default(),
         })
     }
 
@@ -121,6 +131,16 @@ impl MedsSource {
     pub fn select(&mut self, rows: Vec<usize>, fofids: Vec<i64>) {
         self.rows = rows;
         self.fofids = fofids;
+    }
+
+    /// Object flags by id: objects with non-zero flags get `obj_flags` set and are not fitted.
+    pub fn set_obj_flags(&mut self, flags: std::collections::HashMap<i64, i32>) {
+        self.obj_flags = std::sync::Arc::new(flags);
+    }
+
+    /// The MEDS rows covered, in iteration order.
+    pub fn rows(&self) -> &[usize] {
+        &self.rows
     }
 
     /// The MEDS files.
@@ -133,11 +153,22 @@ impl MedsSource {
         self.files.iter().map(|f| f.path()).collect()
     }
 
-    fn build_band(&self, band: usize, iobj: usize, coadd: &mut Vec<Observation>, se: &mut Vec<Observation>) -> Result<i32> {
+    fn build_band(
+        &self,
+        band: usize,
+        iobj: usize,
+        coadd: &mut Vec<Observation>,
+        se: &mut Vec<Observation>,
+    ) -> Result<i32> {
         let f = &self.files[band];
         let s = &self.settings;
         let ncut = f.ncutout(iobj)?;
-        let id = f.object_data().id.get(iobj).copied().unwrap_or(DEFVAL as i64);
+        let id = f
+            .object_data()
+            .id
+            .get(iobj)
+            .copied()
+            .unwrap_or(DEFVAL as i64);
         let number = f.number(iobj)?;
         let mut nimage_tot = 0;
         let mut buf = Vec::new();
@@ -189,10 +220,14 @@ impl MedsSource {
             }
         }
         let (nr, nc) = f.cutout(CutoutKind::Image, iobj, icut, buf)?;
-        let image = Array2::from_shape_vec((nr, nc), buf.clone()).map_err(|e| Error::Invalid(e.to_string()))?;
+        let image = Array2::from_shape_vec((nr, nc), buf.clone())
+            .map_err(|e| Error::Invalid(e.to_string()))?;
         let bmask = if f.has_cutouts(CutoutKind::Bmask) {
             f.cutout_i32(CutoutKind::Bmask, iobj, icut, ibuf)?;
-            Some(Array2::from_shape_vec((nr, nc), ibuf.clone()).map_err(|e| Error::Invalid(e.to_string()))?)
+            Some(
+                Array2::from_shape_vec((nr, nc), ibuf.clone())
+                    .map_err(|e| Error::Invalid(e.to_string()))?,
+            )
         } else {
             None
         };
@@ -203,21 +238,29 @@ impl MedsSource {
             if let Some(r) = s.central_bmask_radius {
                 let ci = f.cutout_info(iobj, icut)?;
                 let clip = |x: f64, n: usize| (x as i64).clamp(0, n as i64 - 1) as usize;
-                let (r0, r1) = (clip(ci.cutout_row - r as f64, nr), clip(ci.cutout_row + r as f64, nr));
-                let (c0, c1) = (clip(ci.cutout_col - r as f64, nc), clip(ci.cutout_col + r as f64, nc));
+                let (r0, r1) = (
+                    clip(ci.cutout_row - r as f64, nr),
+                    clip(ci.cutout_row + r as f64, nr),
+                );
+                let (c0, c1) = (
+                    clip(ci.cutout_col - r as f64, nc),
+                    clip(ci.cutout_col + r as f64, nc),
+                );
                 if (r0..r1).any(|i| (c0..c1).any(|j| bm[[i, j]] != 0)) {
                     return Ok(None);
                 }
             }
         }
         f.cutout(CutoutKind::Weight, iobj, icut, buf)?;
-        let mut wt_raw = Array2::from_shape_vec((nr, nc), buf.clone()).map_err(|e| Error::Invalid(e.to_string()))?;
+        let mut wt_raw = Array2::from_shape_vec((nr, nc), buf.clone())
+            .map_err(|e| Error::Invalid(e.to_string()))?;
         if let Some(mw) = s.min_weight {
             wt_raw.mapv_inplace(|w| if w < mw { 0.0 } else { w });
         }
         let uberseg = |buf: &mut Vec<f64>| -> Result<Array2<f64>> {
             f.uberseg(iobj, icut, buf)?;
-            let mut a = Array2::from_shape_vec((nr, nc), buf.clone()).map_err(|e| Error::Invalid(e.to_string()))?;
+            let mut a = Array2::from_shape_vec((nr, nc), buf.clone())
+                .map_err(|e| Error::Invalid(e.to_string()))?;
             if let Some(mw) = s.min_weight {
                 a.mapv_inplace(|w| if w < mw { 0.0 } else { w });
             }
@@ -228,7 +271,11 @@ impl MedsSource {
             Region::Uberseg => (uberseg(buf)?, None),
             Region::SegAndSky => {
                 f.cweight(iobj, icut, buf)?;
-                (Array2::from_shape_vec((nr, nc), buf.clone()).map_err(|e| Error::Invalid(e.to_string()))?, None)
+                (
+                    Array2::from_shape_vec((nr, nc), buf.clone())
+                        .map_err(|e| Error::Invalid(e.to_string()))?,
+                    None,
+                )
             }
             Region::Weight => (wt_raw.clone(), None),
         };
@@ -272,7 +319,8 @@ impl MedsSource {
         let jac = f.jacobian(iobj, icut)?;
         // PSF from the MEDS psf HDU
         let (pr, pc) = f.psf(iobj, icut, buf)?;
-        let psf_im = Array2::from_shape_vec((pr, pc), buf.clone()).map_err(|e| Error::Invalid(e.to_string()))?;
+        let psf_im = Array2::from_shape_vec((pr, pc), buf.clone())
+            .map_err(|e| Error::Invalid(e.to_string()))?;
         let (prow, pcol) = f
             .psf_center(iobj, icut)?
             .unwrap_or(((pr as f64 - 1.0) / 2.0, (pc as f64 - 1.0) / 2.0));
@@ -333,7 +381,8 @@ fn reject_band_outliers(se: &mut [Observation]) -> Result<()> {
         reject_outliers(&im_refs, &mut w_refs)?;
     }
     for (k, &i) in idx.iter().enumerate() {
-        let w = Array2::from_shape_vec(dims, std::mem::take(&mut ws[k])).map_err(|e| Error::Invalid(e.to_string()))?;
+        let w = Array2::from_shape_vec(dims, std::mem::take(&mut ws[k]))
+            .map_err(|e| Error::Invalid(e.to_string()))?;
         if se[i].set_weight(w).is_err() {
             let meta = se[i].meta.clone();
             se[i] = Observation::placeholder(IMAGE_FLAGS, meta);
@@ -361,7 +410,10 @@ fn reject_band_outliers(se: &mut [Observation]) -> Result<()> {
         if which.len() < 3 {
             continue;
         }
-        let ims: Vec<&[f64]> = which.iter().map(|&i| se[i].image_slice()).collect::<Vec<_>>();
+        let ims: Vec<&[f64]> = which
+            .iter()
+            .map(|&i| se[i].image_slice())
+            .collect::<Vec<_>>();
         let ims: Vec<Vec<f64>> = ims.iter().map(|s| s.to_vec()).collect();
         let im_refs: Vec<&[f64]> = ims.iter().map(|v| v.as_slice()).collect();
         {
@@ -387,10 +439,12 @@ impl ImageSource for MedsSource {
         self.files.len()
     }
     fn read_object(&mut self, k: usize, out: &mut ObjectObs) -> Result<()> {
-        let iobj = *self
-            .rows
-            .get(k)
-            .ok_or_else(|| Error::Invalid(format!("object {k} out of range ({} objects)", self.rows.len())))?;
+        let iobj = *self.rows.get(k).ok_or_else(|| {
+            Error::Invalid(format!(
+                "object {k} out of range ({} objects)",
+                self.rows.len()
+            ))
+        })?;
         let f0 = &self.files[0];
         let od = f0.object_data();
         out.meta = ObjectMeta {
@@ -402,6 +456,7 @@ impl ImageSource for MedsSource {
             fofid: self.fofids[k],
             obj_flags: 0,
         };
+        out.meta.obj_flags = self.obj_flags.get(&out.meta.id).copied().unwrap_or(0);
         let mut coadd = Vec::new();
         let mut se = Vec::new();
         for b in 0..self.files.len() {
@@ -418,10 +473,15 @@ impl ImageSource for MedsSource {
     }
     fn reopen(&self) -> Result<Self> {
         Ok(Self {
-            files: self.files.iter().map(|f| f.reopen()).collect::<Result<_>>()?,
+            files: self
+                .files
+                .iter()
+                .map(|f| f.reopen())
+                .collect::<Result<_>>()?,
             settings: self.settings.clone(),
             rows: self.rows.clone(),
             fofids: self.fofids.clone(),
+            obj_flags: self.obj_flags.clone(),
         })
     }
 }

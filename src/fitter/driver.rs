@@ -29,7 +29,11 @@ pub struct Fitter<I: ImageSource> {
 impl<I: ImageSource + Sync> Fitter<I> {
     /// A fitter over `source` with the run seed `seed` (object `id` selects the stream).
     pub fn new(source: I, settings: FitterSettings, seed: u64) -> Self {
-        Self { source, settings, seed }
+        Self {
+            source,
+            settings,
+            seed,
+        }
     }
 
     /// The settings.
@@ -63,7 +67,11 @@ impl<I: ImageSource + Sync> Fitter<I> {
 
     /// Fit objects `range` (source indices) in parallel on the current rayon pool; `progress`
     /// is called once per finished object. Rows come out in source order.
-    pub fn run_range(&self, range: std::ops::Range<usize>, progress: &(dyn Fn() + Sync)) -> Result<Catalog> {
+    pub fn run_range(
+        &self,
+        range: std::ops::Range<usize>,
+        progress: &(dyn Fn() + Sync),
+    ) -> Result<Catalog> {
         let parts: Vec<Result<Catalog>> = range
             .into_par_iter()
             .map_init(
@@ -71,7 +79,11 @@ impl<I: ImageSource + Sync> Fitter<I> {
                 |src, k| {
                     let src = match src {
                         Ok(s) => s,
-                        Err(e) => return Err(crate::Error::Invalid(format!("cannot reopen the image source: {e}"))),
+                        Err(e) => {
+                            return Err(crate::Error::Invalid(format!(
+                                "cannot reopen the image source: {e}"
+                            )))
+                        }
                     };
                     let r = self.fit_one(src, k);
                     progress();

@@ -6,6 +6,8 @@
 //! error or a panic.
 
 pub mod driver;
+#[cfg(feature = "des-y1")]
+pub mod from_config;
 pub mod schema;
 
 pub use driver::{Catalog, Fitter};
@@ -166,7 +168,13 @@ impl FitterSettings {
     }
 
     /// Fit one object, appending one `model_fits` row and its `epoch_data` rows.
-    pub fn fit_object<R: Rng + ?Sized>(&self, obj: &mut ObjectObs, rng: &mut R, data: &mut Table, epochs: &mut Table) {
+    pub fn fit_object<R: Rng + ?Sized>(
+        &self,
+        obj: &mut ObjectObs,
+        rng: &mut R,
+        data: &mut Table,
+        epochs: &mut Table,
+    ) {
         let t0 = std::time::Instant::now();
         let row = data.push_default();
         let m = &obj.meta;
@@ -232,7 +240,11 @@ impl FitterSettings {
         let good = boot::fit_psfs(mb, &self.psf, rng);
         let nimage_use: Vec<f64> = match &good {
             Ok(g) => g.bands.iter().map(|l| l.len() as f64).collect(),
-            Err(_) => mb.bands.iter().map(|l| l.iter().filter(|o| o.flags == 0).count() as f64).collect(),
+            Err(_) => mb
+                .bands
+                .iter()
+                .map(|l| l.iter().filter(|o| o.flags == 0).count() as f64)
+                .collect(),
         };
         for (model, prior) in &self.models {
             let mf = match &good {
@@ -271,7 +283,14 @@ impl FitterSettings {
             match boot::psf_flux_band(list, self.normalize_psf) {
                 Ok(pf) => {
                     flagsall |= pf.flags;
-                    data_set_band(data, row, &namer(npsf, "flags"), b, pf.flags as f64, self.nband);
+                    data_set_band(
+                        data,
+                        row,
+                        &namer(npsf, "flags"),
+                        b,
+                        pf.flags as f64,
+                        self.nband,
+                    );
                     let flux = if pf.flags == 0 { pf.flux } else { DEFVAL };
                     let err = if pf.flags == 0 { pf.flux_err } else { 0.0 };
                     data_set_band(data, row, &namer(npsf, "flux"), b, flux, self.nband);
@@ -279,7 +298,14 @@ impl FitterSettings {
                     fluxes[b] = flux;
                     if err > 0.0 {
                         s2ns[b] = flux / err;
-                        data_set_band(data, row, &namer(npsf, "flux_s2n"), b, flux / err, self.nband);
+                        data_set_band(
+                            data,
+                            row,
+                            &namer(npsf, "flux_s2n"),
+                            b,
+                            flux / err,
+                            self.nband,
+                        );
                     }
                 }
                 Err(_) => return PSF_FIT_FAILURE,
@@ -289,7 +315,11 @@ impl FitterSettings {
             flags |= PSF_FLUX_FIT_FAILURE;
         }
         if flags == 0 {
-            let max_s2n = s2ns.iter().cloned().filter(|x| !x.is_nan()).fold(f64::NEG_INFINITY, f64::max);
+            let max_s2n = s2ns
+                .iter()
+                .cloned()
+                .filter(|x| !x.is_nan())
+                .fold(f64::NEG_INFINITY, f64::max);
             if max_s2n < self.min_psf_s2n {
                 flags |= LOW_PSF_FLUX;
             }
@@ -300,9 +330,14 @@ impl FitterSettings {
         let spec = model.spec();
         let psf_t = good.bands[0][0].psf_gmix().map(|g| g.t()).unwrap_or(1.0);
         let res = match prior {
-            Some(p) => boot::fit_max_ntry::<V1, PriorSimpleSep>(good, &spec, Some(p), &self.lm, self.max_ntry, || {
-                boot::guess_tflux_prior(psf_t, &fluxes, p, rng)
-            }),
+            Some(p) => boot::fit_max_ntry::<V1, PriorSimpleSep>(
+                good,
+                &spec,
+                Some(p),
+                &self.lm,
+                self.max_ntry,
+                || boot::guess_tflux_prior(psf_t, &fluxes, p, rng),
+            ),
             None => {
                 let mut guess = move || {
                     let mut g = vec![0.0; 5 + fluxes.len()];
@@ -310,7 +345,14 @@ impl FitterSettings {
                     g[5..].copy_from_slice(&fluxes);
                     g
                 };
-                boot::fit_max_ntry::<V1, NoPrior>(good, &spec, None, &self.lm, self.max_ntry, &mut guess)
+                boot::fit_max_ntry::<V1, NoPrior>(
+                    good,
+                    &spec,
+                    None,
+                    &self.lm,
+                    self.max_ntry,
+                    &mut guess,
+                )
             }
         };
         match res {
@@ -320,14 +362,25 @@ impl FitterSettings {
                 0
             }
             Ok(r) => {
-                data.set1(row, &namer(&self.front(model.name(), coadd), "flags"), r.flags as f64);
+                data.set1(
+                    row,
+                    &namer(&self.front(model.name(), coadd), "flags"),
+                    r.flags as f64,
+                );
                 GAL_FIT_FAILURE
             }
             Err(_) => GAL_FIT_FAILURE,
         }
     }
 
-    fn copy_result(&self, data: &mut Table, row: usize, n: &str, r: &MaxLikeResult, rr: &boot::RoundResult) {
+    fn copy_result(
+        &self,
+        data: &mut Table,
+        row: usize,
+        n: &str,
+        r: &MaxLikeResult,
+        rr: &boot::RoundResult,
+    ) {
         data.set1(row, &namer(n, "flags"), r.flags as f64);
         data.set1(row, &namer(n, "max_flags"), r.flags as f64);
         for key in ["pars", "max_pars"] {
@@ -337,7 +390,11 @@ impl FitterSettings {
             data.set(row, &namer(n, key), &r.pars_cov);
         }
         data.set(row, &namer(n, "g"), &r.pars[2..4]);
-        data.set(row, &namer(n, "g_cov"), &[r.cov(2, 2), r.cov(2, 3), r.cov(3, 2), r.cov(3, 3)]);
+        data.set(
+            row,
+            &namer(n, "g_cov"),
+            &[r.cov(2, 2), r.cov(2, 3), r.cov(3, 2), r.cov(3, 3)],
+        );
         data.set1(row, &namer(n, "s2n_w"), r.s2n_w);
         data.set1(row, &namer(n, "chi2per"), r.chi2per);
         data.set1(row, &namer(n, "dof"), r.dof);
@@ -349,15 +406,22 @@ impl FitterSettings {
     }
 
     fn psf_stats(&self, mb: &MultiBandObs, nst: &str, data: &mut Table, row: usize) {
-        let (mut tsum, mut g1sum, mut g2sum, mut wsum, mut wrelsum, mut npix) = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+        let (mut tsum, mut g1sum, mut g2sum, mut wsum, mut wrelsum, mut npix) =
+            (0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
         let (mut did_one, mut did_one_max) = (false, false);
         for o in mb.iter() {
             if o.flags != 0 {
                 continue;
             }
-            let Some(psf) = o.psf.as_deref() else { continue };
-            let Some(gm) = psf.gmix.as_ref() else { continue };
-            let Ok((g1, g2, t)) = gm.g1g2t() else { continue };
+            let Some(psf) = o.psf.as_deref() else {
+                continue;
+            };
+            let Some(gm) = psf.gmix.as_ref() else {
+                continue;
+            };
+            let Ok((g1, g2, t)) = gm.g1g2t() else {
+                continue;
+            };
             let (ws, wm) = o.weight_stats();
             if wm > 0.0 {
                 did_one_max = true;

@@ -25,8 +25,15 @@ fn status_msg(status: c_int) -> String {
     let mut buf = [0 as c_char; 32];
     // SAFETY: ffgerr writes at most 31 characters plus NUL into the 32-byte buffer.
     unsafe { ffi::ffgerr(status, buf.as_mut_ptr()) };
-    let bytes: Vec<u8> = buf.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
-    format!("cfitsio status {status}: {}", String::from_utf8_lossy(&bytes))
+    let bytes: Vec<u8> = buf
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    format!(
+        "cfitsio status {status}: {}",
+        String::from_utf8_lossy(&bytes)
+    )
 }
 
 fn ferr(path: &Path, hdu: Option<&str>, msg: impl Into<String>) -> Error {
@@ -39,7 +46,10 @@ fn ferr(path: &Path, hdu: Option<&str>, msg: impl Into<String>) -> Error {
 
 /// The temporary name used while writing `path`.
 pub fn temp_name(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
@@ -86,7 +96,8 @@ fn tform(kind: Kind, shape: &[usize]) -> String {
 }
 
 fn write_to(path: &Path, hdus: &[(&str, &Table)]) -> Result<()> {
-    let cpath = CString::new(path.to_string_lossy().as_bytes()).map_err(|_| ferr(path, None, "path contains NUL"))?;
+    let cpath = CString::new(path.to_string_lossy().as_bytes())
+        .map_err(|_| ferr(path, None, "path contains NUL"))?;
     let mut fptr = ptr::null_mut();
     let mut status = 0;
     // SAFETY: valid out-pointer and NUL-terminated path.
@@ -157,7 +168,18 @@ fn write_hdu(h: &Handle, path: &Path, ext: &str, t: &Table) -> Result<()> {
             ($ty:ty, $code:expr) => {{
                 let mut v: Vec<$ty> = c.num.iter().map(|&x| x as $ty).collect();
                 // SAFETY: v holds n elements of the type named by the datatype code.
-                unsafe { ffi::ffpcl(h.0, $code, colnum, 1, 1, n, v.as_mut_ptr() as *mut c_void, &mut status) };
+                unsafe {
+                    ffi::ffpcl(
+                        h.0,
+                        $code,
+                        colnum,
+                        1,
+                        1,
+                        n,
+                        v.as_mut_ptr() as *mut c_void,
+                        &mut status,
+                    )
+                };
             }};
         }
         match c.kind {
@@ -172,9 +194,20 @@ fn write_hdu(h: &Handle, path: &Path, ext: &str, t: &Table) -> Result<()> {
                     .iter()
                     .map(|s| CString::new(s.replace('\0', "")).expect("NULs removed"))
                     .collect();
-                let mut ps: Vec<*mut c_char> = cs.iter().map(|s| s.as_ptr() as *mut c_char).collect();
+                let mut ps: Vec<*mut c_char> =
+                    cs.iter().map(|s| s.as_ptr() as *mut c_char).collect();
                 // SAFETY: one valid C string per row.
-                unsafe { ffi::ffpcls(h.0, colnum, 1, 1, ps.len() as i64, ps.as_mut_ptr(), &mut status) };
+                unsafe {
+                    ffi::ffpcls(
+                        h.0,
+                        colnum,
+                        1,
+                        1,
+                        ps.len() as i64,
+                        ps.as_mut_ptr(),
+                        &mut status,
+                    )
+                };
             }
         }
         if status != 0 {

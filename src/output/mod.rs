@@ -2,6 +2,8 @@
 
 #[cfg(feature = "des-y1")]
 pub mod fits;
+#[cfg(feature = "des-y1")]
+pub mod convert;
 pub mod table;
 
 pub use table::{ColSpec, Kind, Table};

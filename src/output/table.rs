@@ -137,7 +137,9 @@ impl Table {
     /// Set the values of column `name` in `row` (`vals.len()` must not exceed the row size);
     /// unknown names are ignored and reported as `false`.
     pub fn set(&mut self, row: usize, name: &str, vals: &[f64]) -> bool {
-        let Some(&i) = self.index.get(name) else { return false };
+        let Some(&i) = self.index.get(name) else {
+            return false;
+        };
         let c = &mut self.cols[i];
         let r = c.repeat();
         let n = vals.len().min(r);
@@ -152,7 +154,9 @@ impl Table {
 
     /// Set a string value.
     pub fn set_str(&mut self, row: usize, name: &str, v: &str) -> bool {
-        let Some(&i) = self.index.get(name) else { return false };
+        let Some(&i) = self.index.get(name) else {
+            return false;
+        };
         self.cols[i].strs[row] = v.to_string();
         true
     }
