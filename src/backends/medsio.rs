@@ -394,7 +394,8 @@ fn reject_band_outliers(se: &mut [Observation]) -> Result<()> {
     fn us(o: &mut Observation) -> Option<&mut Array2<f64>> {
         o.weight_us.as_mut()
     }
-    let getters: [fn(&mut Observation) -> Option<&mut Array2<f64>>; 2] = [raw, us];
+    type Getter = fn(&mut Observation) -> Option<&mut Array2<f64>>;
+    let getters: [Getter; 2] = [raw, us];
     for get in getters {
         let mut maps: Vec<Vec<f64>> = Vec::new();
         let mut which = Vec::new();

@@ -57,10 +57,16 @@ impl ModelSpec {
         let d = tables.profile(SimpleKind::Dev);
         let mut comps = Vec::with_capacity(16);
         for (&p, &f) in e.p.iter().zip(e.f) {
-            comps.push(Comp { pfrac: p * (1.0 - fracdev), tfrac: f * tf });
+            comps.push(Comp {
+                pfrac: p * (1.0 - fracdev),
+                tfrac: f * tf,
+            });
         }
         for (&p, &f) in d.p.iter().zip(d.f) {
-            comps.push(Comp { pfrac: p * fracdev, tfrac: f * tdbyte * tf });
+            comps.push(Comp {
+                pfrac: p * fracdev,
+                tfrac: f * tdbyte * tf,
+            });
         }
         Self { comps }
     }
@@ -280,7 +286,13 @@ impl Eval for V2 {
 
 /// Render the prepared model (unit flux) along one row into the scratch buffers.
 #[inline(always)]
-fn row_pass<E: Eval, const DERIV: bool>(gs: &[KGauss], jac: &Jacobian, row: usize, ncol: usize, s: &mut Scratch) {
+fn row_pass<E: Eval, const DERIV: bool>(
+    gs: &[KGauss],
+    jac: &Jacobian,
+    row: usize,
+    ncol: usize,
+    s: &mut Scratch,
+) {
     let dr = row as f64 - jac.row0;
     // sky coordinates at column 0 of this row
     let v0 = jac.dvdrow * dr - jac.dvdcol * jac.col0;
@@ -299,7 +311,13 @@ fn row_pass<E: Eval, const DERIV: bool>(gs: &[KGauss], jac: &Jacobian, row: usiz
         let m = &mut s.m[lo..hi];
         if DERIV {
             let [d0, d1, d2, d3, d4] = &mut s.d;
-            let (d0, d1, d2, d3, d4) = (&mut d0[lo..hi], &mut d1[lo..hi], &mut d2[lo..hi], &mut d3[lo..hi], &mut d4[lo..hi]);
+            let (d0, d1, d2, d3, d4) = (
+                &mut d0[lo..hi],
+                &mut d1[lo..hi],
+                &mut d2[lo..hi],
+                &mut d3[lo..hi],
+                &mut d4[lo..hi],
+            );
             let c = &g.coef;
             for k in 0..m.len() {
                 let cf = (lo + k) as f64;
@@ -343,7 +361,7 @@ pub fn accumulate<E: Eval, const DERIV: bool>(
     scratch: &mut Scratch,
     acc: &mut Accum,
 ) {
-    let nrow = if ncol == 0 { 0 } else { image.len() / ncol };
+    let nrow = image.len().checked_div(ncol).unwrap_or(0);
     for row in 0..nrow {
         scratch.reset(ncol, DERIV);
         row_pass::<E, DERIV>(gs, jac, row, ncol, scratch);
@@ -390,7 +408,14 @@ pub fn accumulate<E: Eval, const DERIV: bool>(
 }
 
 /// Render the prepared model with flux `flux` into `out` (row-major `nrow × ncol`).
-pub fn render<E: Eval>(gs: &[KGauss], jac: &Jacobian, nrow: usize, ncol: usize, flux: f64, out: &mut [f64]) {
+pub fn render<E: Eval>(
+    gs: &[KGauss],
+    jac: &Jacobian,
+    nrow: usize,
+    ncol: usize,
+    flux: f64,
+    out: &mut [f64],
+) {
     let mut s = Scratch::default();
     for row in 0..nrow {
         s.reset(ncol, false);
