@@ -207,13 +207,17 @@ impl Observation {
     /// Row-major image slice.
     #[inline]
     pub fn image_slice(&self) -> &[f64] {
-        self.image.as_slice().expect("observation images are standard-layout")
+        self.image
+            .as_slice()
+            .expect("observation images are standard-layout")
     }
 
     /// Row-major weight slice.
     #[inline]
     pub fn weight_slice(&self) -> &[f64] {
-        self.weight.as_slice().expect("observation weights are standard-layout")
+        self.weight
+            .as_slice()
+            .expect("observation weights are standard-layout")
     }
 
     /// The fitted PSF mixture, if the PSF was fitted.

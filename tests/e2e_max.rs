@@ -11,11 +11,13 @@ use ngmixer::fitter::{Fitter, FitterSettings, GalModel};
 use ngmixer::fitting::boot::{PsfFitConfig, PsfModel};
 use ngmixer::fitting::em::EmConfig;
 use ngmixer::fitting::lm::LmPars;
-use ngmixer::traits::ImageSource;
 use ngmixer::priors::{CenPrior, GPriorBA, PriorSimpleSep, ShapePrior, TPrior, TwoSidedErf};
+use ngmixer::traits::ImageSource;
 
 fn data(p: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(p)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(p)
 }
 
 pub fn e2e01_settings() -> FitterSettings {
@@ -23,7 +25,9 @@ pub fn e2e01_settings() -> FitterSettings {
         CenPrior::new(0.0, 0.0, 0.27, 0.27).unwrap(),
         ShapePrior::Ba(GPriorBA::new(0.2).unwrap()),
         TPrior::TwoSidedErf(TwoSidedErf::new(-10.0, 0.03, 1e6, 1e5).unwrap()),
-        vec![TPrior::TwoSidedErf(TwoSidedErf::new(-100.0, 1.0, 1e9, 0.25e8).unwrap())],
+        vec![TPrior::TwoSidedErf(
+            TwoSidedErf::new(-100.0, 1.0, 1e9, 0.25e8).unwrap(),
+        )],
     )
     .unwrap();
     let mut em = EmConfig::v1_psf();
@@ -32,8 +36,17 @@ pub fn e2e01_settings() -> FitterSettings {
     FitterSettings {
         nband: 1,
         models: vec![(GalModel::parse("exp").unwrap(), Some(prior))],
-        psf: PsfFitConfig { model: PsfModel::Em(3), ntry: 4, em, min_s2n: None },
-        lm: LmPars { maxfev: 2000, xtol: 5e-5, ftol: 5e-5 },
+        psf: PsfFitConfig {
+            model: PsfModel::Em(3),
+            ntry: 4,
+            em,
+            min_s2n: None,
+        },
+        lm: LmPars {
+            maxfev: 2000,
+            xtol: 5e-5,
+            ftol: 5e-5,
+        },
         max_ntry: 2,
         min_psf_s2n: -1e9,
         normalize_psf: true,
@@ -47,7 +60,10 @@ pub fn e2e01_settings() -> FitterSettings {
 
 #[test]
 fn e2e01max_matches_python_ngmixer() {
-    let io = IoSettings { region: Region::Uberseg, ..IoSettings::default() };
+    let io = IoSettings {
+        region: Region::Uberseg,
+        ..IoSettings::default()
+    };
     let src = MedsSource::open(&[data("meds/sim-e2e-meds.fits")], io).unwrap();
     let fitter = Fitter::new(src, e2e01_settings(), 12345);
     let n = ngmixer::traits::ImageSource::nobj(fitter.source());
@@ -57,15 +73,27 @@ fn e2e01max_matches_python_ngmixer() {
     assert_eq!(mf.nrows(), refc.nrows());
     let rflags = refc.get("flags").unwrap().as_int().unwrap();
     for r in 0..mf.nrows() {
-        assert_eq!(mf.get(r, "flags").unwrap()[0] as i64, rflags[r], "flags of row {r}");
+        assert_eq!(
+            mf.get(r, "flags").unwrap()[0] as i64,
+            rflags[r],
+            "flags of row {r}"
+        );
     }
     let mut n01 = 0;
     let mut n05 = 0;
     let mut ntot = 0;
     let mut worst = Vec::new();
     for prefix in ["exp", "coadd_exp"] {
-        let rp = refc.get(&format!("{prefix}_pars")).unwrap().as_float().unwrap();
-        let rc = refc.get(&format!("{prefix}_pars_cov")).unwrap().as_float().unwrap();
+        let rp = refc
+            .get(&format!("{prefix}_pars"))
+            .unwrap()
+            .as_float()
+            .unwrap();
+        let rc = refc
+            .get(&format!("{prefix}_pars_cov"))
+            .unwrap()
+            .as_float()
+            .unwrap();
         for r in 0..mf.nrows() {
             if rflags[r] != 0 {
                 continue;
@@ -88,7 +116,10 @@ fn e2e01max_matches_python_ngmixer() {
     worst.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap());
     let f01 = n01 as f64 / ntot as f64;
     let f05 = n05 as f64 / ntot as f64;
-    eprintln!("within 0.1 sigma: {f01:.3}, within 0.5 sigma: {f05:.3}; worst {:?}", &worst[..5]);
+    eprintln!(
+        "within 0.1 sigma: {f01:.3}, within 0.5 sigma: {f05:.3}; worst {:?}",
+        &worst[..5]
+    );
     assert!(f01 >= 0.80, "fraction within 0.1 sigma {f01}");
     assert!(f05 >= 0.97, "fraction within 0.5 sigma {f05}");
 }
@@ -96,7 +127,10 @@ fn e2e01max_matches_python_ngmixer() {
 #[test]
 #[ignore]
 fn debug_one() {
-    let io = IoSettings { region: Region::Uberseg, ..IoSettings::default() };
+    let io = IoSettings {
+        region: Region::Uberseg,
+        ..IoSettings::default()
+    };
     let src = MedsSource::open(&[data("meds/sim-e2e-meds.fits")], io).unwrap();
     let fitter = Fitter::new(src, e2e01_settings(), 12345);
     let cat = fitter.run_range(16..17, &|| {}).unwrap();
@@ -107,6 +141,12 @@ fn debug_one() {
     let mut o = ngmixer::fitter::ObjectObs::default();
     ngmixer::traits::ImageSource::read_object(&mut s, 16, &mut o).unwrap();
     for ob in o.coadd.iter().chain(o.se.iter()) {
-        eprintln!("jac {:?} img sum {} wsum {:?} psfsum {}", ob.jacobian, ob.image.sum(), ob.weight_stats(), ob.psf.as_ref().unwrap().image.sum());
+        eprintln!(
+            "jac {:?} img sum {} wsum {:?} psfsum {}",
+            ob.jacobian,
+            ob.image.sum(),
+            ob.weight_stats(),
+            ob.psf.as_ref().unwrap().image.sum()
+        );
     }
 }

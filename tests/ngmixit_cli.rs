@@ -9,7 +9,9 @@ use std::process::Command;
 use ngmixer::backends::meds::{read_table, Columns};
 
 fn data(p: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(p)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(p)
 }
 
 fn tmpdir(name: &str) -> PathBuf {
@@ -20,7 +22,10 @@ fn tmpdir(name: &str) -> PathBuf {
 }
 
 fn ngmixit(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_ngmixit")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_ngmixit"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn run_ok(out: &Path, extra: &[&str]) {
@@ -33,7 +38,11 @@ fn run_ok(out: &Path, extra: &[&str]) {
     args.push(meds.to_string_lossy().into_owned());
     let refs: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
     let o = ngmixit(&refs);
-    assert!(o.status.success(), "ngmixit failed: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "ngmixit failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 /// Every column but the wall-clock `time_last_fit`, as raw values.
@@ -53,7 +62,11 @@ fn concat(a: &[(String, String)], b: &[(String, String)]) -> Vec<(String, String
         .map(|((n, x), (_, y))| {
             let xi = x.rfind(']').unwrap();
             let yi = y.find('[').unwrap();
-            let mid = if x[..xi].ends_with('[') || y[yi + 1..].starts_with(']') { "" } else { ", " };
+            let mid = if x[..xi].ends_with('[') || y[yi + 1..].starts_with(']') {
+                ""
+            } else {
+                ", "
+            };
             (n.clone(), format!("{}{}{}", &x[..xi], mid, &y[yi + 1..]))
         })
         .collect()
@@ -69,7 +82,11 @@ fn fof_range_chunks_concatenate_to_the_full_run() {
     run_ok(&a, &["--fof-range", "0,4"]);
     run_ok(&b, &["--fof-range", "5,11"]);
     for ext in ["model_fits", "epoch_data"] {
-        assert_eq!(concat(&content(&a, ext), &content(&b, ext)), content(&full, ext), "{ext}");
+        assert_eq!(
+            concat(&content(&a, ext), &content(&b, ext)),
+            content(&full, ext),
+            "{ext}"
+        );
     }
     assert_eq!(read_table(&full, "model_fits").unwrap().nrows(), 12);
 }
@@ -107,11 +124,19 @@ fn killed_run_resumes_from_its_checkpoint() {
         resumed.to_str().unwrap(),
         meds.to_str().unwrap(),
     ]);
-    assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let ck = d.join("resumed-checkpoint.fits");
     assert!(ck.exists() && !resumed.exists());
     assert_eq!(read_table(&ck, "model_fits").unwrap().nrows(), 5);
-    run_ok(&resumed, &["--fof-range", "40,51", "--checkpoint-every", "5"]);
+    run_ok(
+        &resumed,
+        &["--fof-range", "40,51", "--checkpoint-every", "5"],
+    );
     assert!(!ck.exists(), "checkpoint removed on success");
     for ext in ["model_fits", "epoch_data"] {
         assert_eq!(content(&resumed, ext), content(&whole, ext), "{ext}");
@@ -130,7 +155,11 @@ fn bad_inputs_give_clear_errors() {
     let out = d.join("o.fits");
     let cfg = data("e2e/run-e2e01max.yaml");
     // a MEDS path that does not exist
-    let o = ngmixit(&[cfg.to_str().unwrap(), out.to_str().unwrap(), "/nonexistent/x-meds.fits"]);
+    let o = ngmixit(&[
+        cfg.to_str().unwrap(),
+        out.to_str().unwrap(),
+        "/nonexistent/x-meds.fits",
+    ]);
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("nonexistent/x-meds.fits"), "{err}");
@@ -139,12 +168,22 @@ fn bad_inputs_give_clear_errors() {
     let text = std::fs::read_to_string(&cfg).unwrap() + "\nnot_a_key: 3\n";
     std::fs::write(&bad, text).unwrap();
     let meds = data("meds/sim-e2e-meds.fits");
-    let o = ngmixit(&[bad.to_str().unwrap(), out.to_str().unwrap(), meds.to_str().unwrap()]);
+    let o = ngmixit(&[
+        bad.to_str().unwrap(),
+        out.to_str().unwrap(),
+        meds.to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("not_a_key"), "{err}");
     // a malformed range
-    let o = ngmixit(&["--fof-range", "5", cfg.to_str().unwrap(), out.to_str().unwrap(), meds.to_str().unwrap()]);
+    let o = ngmixit(&[
+        "--fof-range",
+        "5",
+        cfg.to_str().unwrap(),
+        out.to_str().unwrap(),
+        meds.to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--fof-range"));
     assert!(!out.exists(), "no output written on failure");

@@ -30,10 +30,12 @@ impl ImageSource for MemorySource {
         self.nband
     }
     fn read_object(&mut self, iobj: usize, out: &mut ObjectObs) -> Result<()> {
-        let o = self
-            .objects
-            .get(iobj)
-            .ok_or_else(|| Error::Invalid(format!("object index {iobj} out of range (nobj {})", self.objects.len())))?;
+        let o = self.objects.get(iobj).ok_or_else(|| {
+            Error::Invalid(format!(
+                "object index {iobj} out of range (nobj {})",
+                self.objects.len()
+            ))
+        })?;
         out.clone_from(o);
         Ok(())
     }

@@ -110,8 +110,14 @@ fn parse_range(s: &str) -> Result<(i64, i64)> {
     if parts.len() != 2 {
         bail!("--fof-range must be two integers A,B; got {s:?}");
     }
-    let a: i64 = parts[0].trim().parse().with_context(|| format!("--fof-range start {:?}", parts[0]))?;
-    let b: i64 = parts[1].trim().parse().with_context(|| format!("--fof-range end {:?}", parts[1]))?;
+    let a: i64 = parts[0]
+        .trim()
+        .parse()
+        .with_context(|| format!("--fof-range start {:?}", parts[0]))?;
+    let b: i64 = parts[1]
+        .trim()
+        .parse()
+        .with_context(|| format!("--fof-range end {:?}", parts[1]))?;
     if a < 0 || b < a {
         bail!("--fof-range {a},{b}: need 0 <= A <= B");
     }
@@ -119,7 +125,11 @@ fn parse_range(s: &str) -> Result<(i64, i64)> {
 }
 
 /// FoF groups of MEDS rows, in ascending fofid, members in MEDS order.
-fn fof_groups(src: &MedsSource, fof_file: Option<&Path>, range: Option<(i64, i64)>) -> Result<(Vec<Vec<usize>>, Vec<i64>)> {
+fn fof_groups(
+    src: &MedsSource,
+    fof_file: Option<&Path>,
+    range: Option<(i64, i64)>,
+) -> Result<(Vec<Vec<usize>>, Vec<i64>)> {
     let nobj = src.files()[0].size();
     match fof_file {
         None => {
@@ -131,10 +141,14 @@ fn fof_groups(src: &MedsSource, fof_file: Option<&Path>, range: Option<(i64, i64
                 bail!("--fof-range start {a} is beyond the {nobj} objects of the MEDS file");
             }
             let b = (b as usize).min(nobj - 1);
-            Ok(((a as usize..=b).map(|i| vec![i]).collect(), vec![ngmixer::flags::DEFVAL as i64; nobj]))
+            Ok((
+                (a as usize..=b).map(|i| vec![i]).collect(),
+                vec![ngmixer::flags::DEFVAL as i64; nobj],
+            ))
         }
         Some(path) => {
-            let cols = read_table(path, "").or_else(|_| ngmixer::backends::meds::read_table_num(path, 1))?;
+            let cols = read_table(path, "")
+                .or_else(|_| ngmixer::backends::meds::read_table_num(path, 1))?;
             let fofid = cols
                 .get("fofid")
                 .and_then(|c| c.as_int())
@@ -144,12 +158,19 @@ fn fof_groups(src: &MedsSource, fof_file: Option<&Path>, range: Option<(i64, i64
                 .and_then(|c| c.as_int())
                 .with_context(|| format!("{}: no integer column 'number'", path.display()))?;
             if number.len() != nobj {
-                bail!("{}: {} rows but the MEDS file has {nobj} objects", path.display(), number.len());
+                bail!(
+                    "{}: {} rows but the MEDS file has {nobj} objects",
+                    path.display(),
+                    number.len()
+                );
             }
             for (i, &n) in number.iter().enumerate() {
                 let mn = src.files()[0].number(i)?;
                 if n != mn {
-                    bail!("{}: row {i} has number {n} but the MEDS file has {mn}", path.display());
+                    bail!(
+                        "{}: row {i} has number {n} but the MEDS file has {mn}",
+                        path.display()
+                    );
                 }
             }
             let mut by: std::collections::BTreeMap<i64, Vec<usize>> = Default::default();
@@ -168,14 +189,20 @@ fn fof_groups(src: &MedsSource, fof_file: Option<&Path>, range: Option<(i64, i64
 
 fn checkpoint_path(out: &Path) -> PathBuf {
     let s = out.to_string_lossy();
-    let base = s.strip_suffix(".fits").or_else(|| s.strip_suffix(".fit")).unwrap_or(&s);
+    let base = s
+        .strip_suffix(".fits")
+        .or_else(|| s.strip_suffix(".fit"))
+        .unwrap_or(&s);
     PathBuf::from(format!("{base}-checkpoint.fits"))
 }
 
 fn run(args: Args) -> Result<i32> {
     let t0 = Instant::now();
     if let Some(n) = args.threads {
-        rayon::ThreadPoolBuilder::new().num_threads(n.max(1)).build_global().ok();
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n.max(1))
+            .build_global()
+            .ok();
     }
     let cfg = load_fitting_config(&args.config_file)?;
     for note in &cfg.compat_notes {
@@ -189,7 +216,10 @@ fn run(args: Args) -> Result<i32> {
         );
     }
     if cfg.model_nbrs {
-        bail!("{}: model_nbrs (MOF) is not supported by this version yet", args.config_file.display());
+        bail!(
+            "{}: model_nbrs (MOF) is not supported by this version yet",
+            args.config_file.display()
+        );
     }
     if args.mof_file.is_some() || args.nbrs_file.is_some() || args.psf_map.is_some() {
         eprintln!("ngmixit: warning: --mof-file/--nbrs-file/--psf-map are not used by this fitter configuration");
@@ -205,12 +235,20 @@ fn run(args: Args) -> Result<i32> {
     src.select(rows.clone(), fofids);
     if let Some(p) = &args.obj_flags {
         let cols = read_table(p, "").or_else(|_| ngmixer::backends::meds::read_table_num(p, 1))?;
-        let ids = cols.get("id").and_then(|c| c.as_int()).with_context(|| format!("{}: no integer column 'id'", p.display()))?;
+        let ids = cols
+            .get("id")
+            .and_then(|c| c.as_int())
+            .with_context(|| format!("{}: no integer column 'id'", p.display()))?;
         let fl = cols
             .get("flags")
             .and_then(|c| c.as_int())
             .with_context(|| format!("{}: no integer column 'flags'", p.display()))?;
-        let map: HashMap<i64, i32> = ids.iter().zip(fl).filter(|(_, &f)| f != 0).map(|(&i, &f)| (i, f as i32)).collect();
+        let map: HashMap<i64, i32> = ids
+            .iter()
+            .zip(fl)
+            .filter(|(_, &f)| f != 0)
+            .map(|(&i, &f)| (i, f as i32))
+            .collect();
         src.set_obj_flags(map);
     }
     let seed = args.seed.unwrap_or(0);
@@ -224,24 +262,40 @@ fn run(args: Args) -> Result<i32> {
         let mf = read_table(&ckpt, "model_fits")?;
         let ed = read_table(&ckpt, "epoch_data")?;
         let cd = read_table(&ckpt, "checkpoint_data")?;
-        cat.model_fits = table_with_schema(fitter.settings().model_fits_specs(), &mf, "checkpoint model_fits")?;
-        cat.epoch_data = table_with_schema(fitter.settings().epoch_specs(), &ed, "checkpoint epoch_data")?;
+        cat.model_fits = table_with_schema(
+            fitter.settings().model_fits_specs(),
+            &mf,
+            "checkpoint model_fits",
+        )?;
+        cat.epoch_data = table_with_schema(
+            fitter.settings().epoch_specs(),
+            &ed,
+            "checkpoint epoch_data",
+        )?;
         done_groups = cd
             .get("curr_fofindex")
             .and_then(|c| c.as_int())
             .and_then(|v| v.first().copied())
             .context("checkpoint: no curr_fofindex")? as usize;
-        eprintln!("ngmixit: resuming from {} at FoF {done_groups}", ckpt.display());
+        eprintln!(
+            "ngmixit: resuming from {} at FoF {done_groups}",
+            ckpt.display()
+        );
     }
 
     let ngroups = groups.len();
     let nobj_total = rows.len();
     let pb = ProgressBar::new(nobj_total as u64);
     pb.set_style(
-        ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} objects ({per_sec}, eta {eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:40}] {pos}/{len} objects ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let mut obj_start: usize = groups[..done_groups.min(ngroups)].iter().map(|g| g.len()).sum();
+    let mut obj_start: usize = groups[..done_groups.min(ngroups)]
+        .iter()
+        .map(|g| g.len())
+        .sum();
     pb.set_position(obj_start as u64);
     let mut checkpoint_minutes: Vec<f64> = cfg.checkpoints.clone();
     checkpoint_minutes.sort_by(|a, b| a.total_cmp(b));
@@ -266,7 +320,9 @@ fn run(args: Args) -> Result<i32> {
             write_checkpoint(&ckpt, &cat, g)?;
             if args.abort_after_checkpoint {
                 pb.abandon();
-                eprintln!("ngmixit: stopping after checkpoint at FoF {g} (--abort-after-checkpoint)");
+                eprintln!(
+                    "ngmixit: stopping after checkpoint at FoF {g} (--abort-after-checkpoint)"
+                );
                 return Ok(3);
             }
         }
@@ -275,10 +331,16 @@ fn run(args: Args) -> Result<i32> {
 
     let meta = meta_table(&fitter, &args)?;
     let gh = githash_table();
-    std::fs::create_dir_all(&args.work_dir).with_context(|| format!("--work-dir {}", args.work_dir.display()))?;
+    std::fs::create_dir_all(&args.work_dir)
+        .with_context(|| format!("--work-dir {}", args.work_dir.display()))?;
     write_tables(
         &args.out_file,
-        &[("model_fits", &cat.model_fits), ("epoch_data", &cat.epoch_data), ("meta_data", &meta), ("githashes", &gh)],
+        &[
+            ("model_fits", &cat.model_fits),
+            ("epoch_data", &cat.epoch_data),
+            ("meta_data", &meta),
+            ("githashes", &gh),
+        ],
     )?;
     if ckpt.exists() {
         std::fs::remove_file(&ckpt).with_context(|| format!("removing {}", ckpt.display()))?;
@@ -291,7 +353,14 @@ fn write_checkpoint(path: &Path, cat: &Catalog, done: usize) -> Result<()> {
     let mut cd = Table::new(vec![ColSpec::new("curr_fofindex", Kind::I64, &[], 0.0)]);
     let r = cd.push_default();
     cd.set1(r, "curr_fofindex", done as f64);
-    write_tables(path, &[("model_fits", &cat.model_fits), ("epoch_data", &cat.epoch_data), ("checkpoint_data", &cd)])?;
+    write_tables(
+        path,
+        &[
+            ("model_fits", &cat.model_fits),
+            ("epoch_data", &cat.epoch_data),
+            ("checkpoint_data", &cd),
+        ],
+    )?;
     Ok(())
 }
 
@@ -305,15 +374,27 @@ fn meta_table<I: ImageSource + Sync>(fitter: &Fitter<I>, args: &Args) -> Result<
         .unwrap_or_default();
     for f in &args.data_files {
         let cols = read_table(f, "metadata").ok();
-        let mut t = cols.map(|c| table_from_columns(&c).select(&[0])).unwrap_or_default();
+        let mut t = cols
+            .map(|c| table_from_columns(&c).select(&[0]))
+            .unwrap_or_default();
         if t.nrows() == 0 {
             t = Table::new(vec![]);
             t.push_default();
         }
         let mut specs = t.specs();
         let path = f.to_string_lossy().into_owned();
-        specs.push(ColSpec::new("ngmixer_config", Kind::Str(cfg_name.len().max(1)), &[], 0.0));
-        specs.push(ColSpec::new("meds_file", Kind::Str(path.len().max(1)), &[], 0.0));
+        specs.push(ColSpec::new(
+            "ngmixer_config",
+            Kind::Str(cfg_name.len().max(1)),
+            &[],
+            0.0,
+        ));
+        specs.push(ColSpec::new(
+            "meds_file",
+            Kind::Str(path.len().max(1)),
+            &[],
+            0.0,
+        ));
         let mut t2 = Table::new(specs);
         t2.push_default();
         for c in t.columns() {
@@ -329,7 +410,10 @@ fn meta_table<I: ImageSource + Sync>(fitter: &Fitter<I>, args: &Args) -> Result<
             None => out = Some(t2),
             Some(o) => {
                 if !o.append(&t2) {
-                    eprintln!("ngmixer: warning: metadata of {} differs in schema; kept the first band's", f.display());
+                    eprintln!(
+                        "ngmixer: warning: metadata of {} differs in schema; kept the first band's",
+                        f.display()
+                    );
                 }
             }
         }
@@ -358,7 +442,10 @@ fn summary(cat: &Catalog, out: &Path, secs: f64) {
             *counts.entry(f as i64).or_default() += 1;
         }
     }
-    eprintln!("ngmixit: fitted {n} objects in {secs:.2} s -> {}", out.display());
+    eprintln!(
+        "ngmixit: fitted {n} objects in {secs:.2} s -> {}",
+        out.display()
+    );
     for (f, k) in counts {
         eprintln!("  flags {f:>11}: {k}");
     }

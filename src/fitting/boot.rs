@@ -9,10 +9,10 @@ use crate::fitting::em::{fit_em_ntry, EmConfig};
 use crate::fitting::kernel::{self, Eval, ModelSpec, V1};
 use crate::fitting::lm::{LmPars, CDEF, PDEF};
 use crate::fitting::maxlike::{fit_max, LmPrior, MaxLikeResult};
-use crate::priors::LOWVAL;
 use crate::gmix::shape::{round_factor, Shape};
 use crate::gmix::GMix;
 use crate::obs::{MultiBandObs, Observation, PsfFitInfo};
+use crate::priors::LOWVAL;
 use crate::rng::uniform_range;
 
 /// ngmix `BOOT_S2N_LOW`.
@@ -68,9 +68,16 @@ pub struct PsfFitConfig {
 
 /// Fit the PSF of one observation; on success the mixture is stored on the PSF observation
 /// with its total flux set to the PSF image sum (`psf_norm`).
-pub fn fit_one_psf<R: Rng + ?Sized>(obs: &mut Observation, cfg: &PsfFitConfig, rng: &mut R) -> PsfFitInfo {
+pub fn fit_one_psf<R: Rng + ?Sized>(
+    obs: &mut Observation,
+    cfg: &PsfFitConfig,
+    rng: &mut R,
+) -> PsfFitInfo {
     let Some(psf) = obs.psf.as_deref_mut() else {
-        return PsfFitInfo { flags: 1, s2n: None };
+        return PsfFitInfo {
+            flags: 1,
+            s2n: None,
+        };
     };
     let (nrow, ncol) = psf.dims();
     let PsfModel::Em(ngauss) = cfg.model;
@@ -90,12 +97,24 @@ pub fn fit_one_psf<R: Rng + ?Sized>(obs: &mut Observation, cfg: &PsfFitConfig, r
             Some(mut gm) => {
                 gm.set_flux(psf.psf_meta.psf_norm);
                 psf.gmix = Some(gm);
-                PsfFitInfo { flags: 0, s2n: None }
+                PsfFitInfo {
+                    flags: 0,
+                    s2n: None,
+                }
             }
-            None => PsfFitInfo { flags: 1, s2n: None },
+            None => PsfFitInfo {
+                flags: 1,
+                s2n: None,
+            },
         },
-        Ok(r) => PsfFitInfo { flags: r.flags as i32, s2n: None },
-        Err(_) => PsfFitInfo { flags: 1, s2n: None },
+        Ok(r) => PsfFitInfo {
+            flags: r.flags as i32,
+            s2n: None,
+        },
+        Err(_) => PsfFitInfo {
+            flags: 1,
+            s2n: None,
+        },
     };
     if info.flags != 0 {
         psf.gmix = None;
@@ -107,7 +126,11 @@ pub fn fit_one_psf<R: Rng + ?Sized>(obs: &mut Observation, cfg: &PsfFitConfig, r
 /// Fit all PSFs (ngmix `fit_psfs`, failed epochs skipped). Returns the observations whose PSF
 /// fit succeeded, per band; a range error when no PSF fit succeeded at all or a band has no
 /// epoch left (ngmixer's `BootPSFFailure`).
-pub fn fit_psfs<R: Rng + ?Sized>(mb: &mut MultiBandObs, cfg: &PsfFitConfig, rng: &mut R) -> GResult<MultiBandObs> {
+pub fn fit_psfs<R: Rng + ?Sized>(
+    mb: &mut MultiBandObs,
+    cfg: &PsfFitConfig,
+    rng: &mut R,
+) -> GResult<MultiBandObs> {
     let mut out = Vec::with_capacity(mb.nband());
     let mut ntot = 0;
     for list in &mut mb.bands {
@@ -165,7 +188,10 @@ pub fn psf_flux_band(list: &[Observation], normalize_psf: bool) -> GResult<PsfFl
     }
     let mut models = Vec::with_capacity(list.len());
     for o in list {
-        let mut gm = o.psf_gmix().ok_or(GMixError::Fatal("psf not fitted"))?.clone();
+        let mut gm = o
+            .psf_gmix()
+            .ok_or(GMixError::Fatal("psf not fitted"))?
+            .clone();
         if normalize_psf {
             gm.set_flux(1.0);
         }
@@ -186,7 +212,11 @@ pub fn psf_flux_band(list: &[Observation], normalize_psf: bool) -> GResult<PsfFl
     }
     let mut flags = 0;
     if msq == 0.0 {
-        return Ok(PsfFlux { flags: TF_DIV_ZERO, flux: PDEF, flux_err: CDEF });
+        return Ok(PsfFlux {
+            flags: TF_DIV_ZERO,
+            flux: PDEF,
+            flux_err: CDEF,
+        });
     }
     let flux = xcorr / msq;
     let mut chi2 = 0.0;
@@ -208,7 +238,11 @@ pub fn psf_flux_band(list: &[Observation], normalize_psf: bool) -> GResult<PsfFl
             flags |= TF_BAD_VAR;
         }
     }
-    Ok(PsfFlux { flags, flux, flux_err })
+    Ok(PsfFlux {
+        flags,
+        flux,
+        flux_err,
+    })
 }
 
 /// Uniform in (-1, 1) (ngmix `srandu`).
@@ -270,7 +304,11 @@ impl GuessPrior for crate::priors::PriorSimpleSep {
 
 /// ngmix `ParsGuesser` (linear scaling): centre `± width`, shape sheared by `± width`
 /// (after shrinking |g| to at most 0.8), other parameters `× (1 ± width)`.
-pub fn guess_from_pars<R: Rng + ?Sized>(pars: &[f64], widths: Option<&[f64]>, rng: &mut R) -> Vec<f64> {
+pub fn guess_from_pars<R: Rng + ?Sized>(
+    pars: &[f64],
+    widths: Option<&[f64]>,
+    rng: &mut R,
+) -> Vec<f64> {
     let np = pars.len();
     let default: Vec<f64> = (0..np).map(|i| if i < 2 { 0.02 } else { 0.1 }).collect();
     let w = widths.unwrap_or(&default);
@@ -346,7 +384,12 @@ pub struct RoundResult {
 /// (`g = 0`, `T → T (1-g²)/(1+g²)`) convolved with the round PSF.
 pub fn round_s2n(obs: &MultiBandObs, spec: &ModelSpec, pars: &[f64]) -> RoundResult {
     let t_r = pars[4] * round_factor(pars[2], pars[3]);
-    let mut out = RoundResult { flags: 0, s2n_r: -9999.0, t_r, psf_t_r: -9999.0 };
+    let mut out = RoundResult {
+        flags: 0,
+        s2n_r: -9999.0,
+        t_r,
+        psf_t_r: -9999.0,
+    };
     let (mut s2n_sum, mut psf_t_sum, mut wsum) = (0.0, 0.0, 0.0);
     let mut gs = Vec::new();
     for (b, list) in obs.bands.iter().enumerate() {
@@ -357,7 +400,15 @@ pub fn round_s2n(obs: &MultiBandObs, spec: &ModelSpec, pars: &[f64]) -> RoundRes
                 out.flags |= BOOT_ROUND_CONVOLVE_FAIL;
                 return out;
             };
-            if kernel::prepare(spec, &bp, &psf_round, V1::pixel_factor(&o.jacobian), &mut gs).is_err() {
+            if kernel::prepare(
+                spec,
+                &bp,
+                &psf_round,
+                V1::pixel_factor(&o.jacobian),
+                &mut gs,
+            )
+            .is_err()
+            {
                 out.flags |= BOOT_ROUND_CONVOLVE_FAIL;
                 return out;
             }

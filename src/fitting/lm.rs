@@ -217,7 +217,15 @@ pub fn solve<const N: usize, P: LeastSquares<N>>(
         chi2,
     };
     if !ne.chi2.is_finite() {
-        return Ok(fail(LM_FUNC_NOTFINITE, 0, nfev, njev, niter, [PDEF; N], ne.chi2));
+        return Ok(fail(
+            LM_FUNC_NOTFINITE,
+            0,
+            nfev,
+            njev,
+            niter,
+            [PDEF; N],
+            ne.chi2,
+        ));
     }
 
     // scaling: running maximum of sqrt(diag(JᵀJ))
@@ -326,7 +334,15 @@ pub fn solve<const N: usize, P: LeastSquares<N>>(
         return Ok(fail(LM_MAXFEV, info, nfev, njev, niter, [PDEF; N], ne.chi2));
     }
     if !ne.chi2.is_finite() {
-        return Ok(fail(LM_FUNC_NOTFINITE, info, nfev, njev, niter, [PDEF; N], ne.chi2));
+        return Ok(fail(
+            LM_FUNC_NOTFINITE,
+            info,
+            nfev,
+            njev,
+            niter,
+            [PDEF; N],
+            ne.chi2,
+        ));
     }
     match spd_inverse(&ne.jtj) {
         Some(cov0) => Ok(LmOutcome {
@@ -339,7 +355,15 @@ pub fn solve<const N: usize, P: LeastSquares<N>>(
             cov0,
             chi2: ne.chi2,
         }),
-        None => Ok(fail(LM_SINGULAR_MATRIX, info, nfev, njev, niter, x, ne.chi2)),
+        None => Ok(fail(
+            LM_SINGULAR_MATRIX,
+            info,
+            nfev,
+            njev,
+            niter,
+            x,
+            ne.chi2,
+        )),
     }
 }
 
@@ -374,14 +398,36 @@ mod tests {
 
     #[test]
     fn rosenbrock_converges() {
-        let out = solve(&mut Rosen, &[-1.2, 1.0], &LmPars { maxfev: 1000, ftol: 1e-12, xtol: 1e-12 }).unwrap();
+        let out = solve(
+            &mut Rosen,
+            &[-1.2, 1.0],
+            &LmPars {
+                maxfev: 1000,
+                ftol: 1e-12,
+                xtol: 1e-12,
+            },
+        )
+        .unwrap();
         assert_eq!(out.flags, 0);
-        assert!((out.pars[0] - 1.0).abs() < 1e-6 && (out.pars[1] - 1.0).abs() < 1e-6, "{:?}", out.pars);
+        assert!(
+            (out.pars[0] - 1.0).abs() < 1e-6 && (out.pars[1] - 1.0).abs() < 1e-6,
+            "{:?}",
+            out.pars
+        );
     }
 
     #[test]
     fn maxfev_flag() {
-        let out = solve(&mut Rosen, &[-1.2, 1.0], &LmPars { maxfev: 3, ftol: 1e-15, xtol: 1e-15 }).unwrap();
+        let out = solve(
+            &mut Rosen,
+            &[-1.2, 1.0],
+            &LmPars {
+                maxfev: 3,
+                ftol: 1e-15,
+                xtol: 1e-15,
+            },
+        )
+        .unwrap();
         assert_eq!(out.flags, LM_MAXFEV);
         assert_eq!(out.pars, [PDEF; 2]);
     }

@@ -143,11 +143,22 @@ impl<'a, E: Eval, P: LmPrior> MaxLike<'a, E, P> {
         self.obs.nband()
     }
 
-    fn band_pass<const DERIV: bool>(&mut self, x: &[f64], band: usize, acc: &mut Accum) -> GResult<()> {
+    fn band_pass<const DERIV: bool>(
+        &mut self,
+        x: &[f64],
+        band: usize,
+        acc: &mut Accum,
+    ) -> GResult<()> {
         let flux = x[5 + band];
         for o in &self.obs.bands[band] {
             let psf = o.psf_gmix().unwrap_or(&self.delta);
-            prepare(self.spec, &x[..5], psf, E::pixel_factor(&o.jacobian), &mut self.gs)?;
+            prepare(
+                self.spec,
+                &x[..5],
+                psf,
+                E::pixel_factor(&o.jacobian),
+                &mut self.gs,
+            )?;
             let (_, ncol) = o.dims();
             accumulate::<E, DERIV>(
                 &self.gs,
@@ -323,7 +334,6 @@ fn fit_n<E: Eval, P: LmPrior, const N: usize>(
     };
     Ok(res)
 }
-
 
 /// Run one LM fit from `guess` (length `5 + nband`, 6..=12). A range error at the guess is
 /// returned as `Err`, as ngmix raises it; other failures are flags in the result.

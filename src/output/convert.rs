@@ -32,14 +32,20 @@ pub fn table_from_columns(cols: &Columns) -> Table {
             let rep = c.repeat.max(1);
             match &c.data {
                 ColumnData::Int(v) => {
-                    let vals: Vec<f64> = v[r * rep..(r + 1) * rep].iter().map(|&x| x as f64).collect();
+                    let vals: Vec<f64> = v[r * rep..(r + 1) * rep]
+                        .iter()
+                        .map(|&x| x as f64)
+                        .collect();
                     t.set(r, &c.name, &vals);
                 }
                 ColumnData::Float(v) => {
                     t.set(r, &c.name, &v[r * rep..(r + 1) * rep]);
                 }
                 ColumnData::Bool(v) => {
-                    let vals: Vec<f64> = v[r * rep..(r + 1) * rep].iter().map(|&x| f64::from(u8::from(x))).collect();
+                    let vals: Vec<f64> = v[r * rep..(r + 1) * rep]
+                        .iter()
+                        .map(|&x| f64::from(u8::from(x)))
+                        .collect();
                     t.set(r, &c.name, &vals);
                 }
                 ColumnData::Str(v) => {
@@ -67,10 +73,18 @@ pub fn table_with_schema(specs: Vec<ColSpec>, cols: &Columns, what: &str) -> Res
         let vals: Vec<f64> = match &c.data {
             ColumnData::Int(v) => v.iter().map(|&x| x as f64).collect(),
             ColumnData::Float(v) => v.clone(),
-            _ => return Err(Error::Invalid(format!("{what}: column {} has an unexpected type", s.name))),
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "{what}: column {} has an unexpected type",
+                    s.name
+                )))
+            }
         };
         if vals.len() != rep * cols.nrows() {
-            return Err(Error::Invalid(format!("{what}: column {} has the wrong size", s.name)));
+            return Err(Error::Invalid(format!(
+                "{what}: column {} has the wrong size",
+                s.name
+            )));
         }
         for r in 0..cols.nrows() {
             t.set(r, &s.name, &vals[r * rep..(r + 1) * rep]);
