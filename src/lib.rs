@@ -37,9 +37,9 @@
 pub mod backends;
 pub mod config;
 pub mod error;
-pub mod flags;
 pub mod fitter;
 pub mod fitting;
+pub mod flags;
 pub mod gmix;
 pub mod kernels;
 pub mod obs;
