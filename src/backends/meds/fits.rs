@@ -1,0 +1,782 @@
+//! A thin, panic-free read-only layer over cfitsio (through `fitsio` and `fitsio::sys`).
+//!
+//! `fitsio`'s high-level table API panics on column types it does not know and its string
+//! reader gives cfitsio a buffer one byte too short for full-width strings, so tables, keys
+//! and image sections are read here with the raw calls; [`fitsio::FitsFile`] owns the handle
+//! and closes it. Files are opened with `ffdkopn`, which disables cfitsio's extended filename
+//! syntax, so any path is taken literally.
+
+use std::ffi::{c_char, c_int, c_void, CString};
+use std::path::{Path, PathBuf};
+use std::ptr;
+
+use fitsio::sys as ffi;
+use fitsio::{FileOpenMode, FitsFile};
+
+use super::columns::{ColKind, Column, ColumnData, Columns};
+use crate::error::{Error, Result};
+
+const IMAGE_HDU: c_int = 0;
+const ASCII_TBL: c_int = 1;
+const BINARY_TBL: c_int = 2;
+
+const END_OF_FILE: c_int = 107;
+const BAD_HDU_NUM: c_int = 301;
+const KEY_NO_EXIST: c_int = 202;
+const VALUE_UNDEFINED: c_int = 204;
+
+/// Kind of an HDU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HduKind {
+    Image,
+    Table,
+}
+
+/// What the index keeps about each HDU.
+#[derive(Debug, Clone)]
+pub(crate) struct HduEntry {
+    /// 1-based HDU number.
+    pub num: c_int,
+    /// `EXTNAME` (or `HDUNAME`), empty when absent.
+    pub name: String,
+    pub kind: HduKind,
+    /// Number of pixels of an image HDU (product of the axes; 0 for tables).
+    pub npix: usize,
+    /// Size in bytes of the data unit (unpadded bound).
+    pub data_bytes: u64,
+}
+
+/// One open FITS file, read-only.
+pub(crate) struct FitsHandle {
+    file: FitsFile,
+    path: PathBuf,
+    hdus: Vec<HduEntry>,
+}
+
+impl std::fmt::Debug for FitsHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FitsHandle")
+            .field("path", &self.path)
+            .field("hdus", &self.hdus)
+            .finish()
+    }
+}
+
+// SAFETY: the handle owns its cfitsio `fitsfile` exclusively (it is opened read-only with
+// `ffdkopn`, which never attaches to another handle's `FITSfile`), cfitsio is built with
+// `_REENTRANT` by `fitsio-src` (its global tables and error stack are mutex-protected), and a
+// `fitsfile` has no thread affinity. Moving the handle to another thread is therefore sound;
+// concurrent use is prevented by `&mut self` on every method.
+unsafe impl Send for FitsHandle {}
+
+fn status_text(status: c_int) -> String {
+    let mut buf = [0 as c_char; 32];
+    // SAFETY: ffgerr writes at most 30 characters plus a terminator into errtext.
+    unsafe { ffi::ffgerr(status, buf.as_mut_ptr()) };
+    let bytes: Vec<u8> = buf
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    // SAFETY: ffcmsg only clears cfitsio's (mutex-protected) error message stack.
+    unsafe { ffi::ffcmsg() };
+    format!(
+        "{} (cfitsio status {status})",
+        String::from_utf8_lossy(&bytes)
+    )
+}
+
+fn buf_to_string(buf: &[c_char]) -> String {
+    let bytes: Vec<u8> = buf
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+fn key_cstring(key: &str) -> Option<CString> {
+    CString::new(key).ok()
+}
+
+impl FitsHandle {
+    /// Open `path` read-only and index its HDUs. Fails for a missing, non-FITS or
+    /// truncated file.
+    pub fn open(path: &Path) -> Result<Self> {
+        let err = |msg: String| Error::Fits {
+            path: path.to_path_buf(),
+            hdu: None,
+            msg,
+        };
+        let meta = std::fs::metadata(path).map_err(|e| err(format!("cannot open: {e}")))?;
+        if !meta.is_file() {
+            return Err(err("cannot open: not a regular file".into()));
+        }
+        let file_size = meta.len();
+        let cpath = {
+            use std::os::unix::ffi::OsStrExt;
+            CString::new(path.as_os_str().as_bytes())
+                .map_err(|_| err("path contains a NUL byte".into()))?
+        };
+        let mut fptr: *mut ffi::fitsfile = ptr::null_mut();
+        let mut status: c_int = 0;
+        // SAFETY: cpath is a valid C string; fptr receives a new handle or stays null.
+        unsafe { ffi::ffdkopn(&mut fptr, cpath.as_ptr(), 0, &mut status) };
+        if status != 0 || fptr.is_null() {
+            if !fptr.is_null() {
+                let mut s2 = 0;
+                // SAFETY: fptr is a handle that ffdkopn returned; close it once.
+                unsafe { ffi::ffclos(fptr, &mut s2) };
+            }
+            return Err(err(format!("cannot open as FITS: {}", status_text(status))));
+        }
+        // SAFETY: fptr is a valid handle just opened read-only; FitsFile takes ownership.
+        let file = match unsafe { FitsFile::from_raw(fptr, FileOpenMode::READONLY) } {
+            Ok(f) => f,
+            Err(e) => {
+                let mut s2 = 0;
+                // SAFETY: ownership was not taken; close the handle once.
+                unsafe { ffi::ffclos(fptr, &mut s2) };
+                return Err(err(format!("cannot open as FITS: {e}")));
+            }
+        };
+        let mut h = Self {
+            file,
+            path: path.to_path_buf(),
+            hdus: Vec::new(),
+        };
+        h.index(file_size)?;
+        Ok(h)
+    }
+
+    fn raw(&mut self) -> *mut ffi::fitsfile {
+        // SAFETY: the pointer stays owned by self.file and is only used while &mut self is
+        // held.
+        unsafe { self.file.as_raw() }
+    }
+
+    fn err(&self, hdu: Option<&str>, msg: impl Into<String>) -> Error {
+        Error::Fits {
+            path: self.path.clone(),
+            hdu: hdu.map(str::to_string),
+            msg: msg.into(),
+        }
+    }
+
+    /// Walk all HDUs, recording names, kinds and sizes, and detect truncation.
+    fn index(&mut self, file_size: u64) -> Result<()> {
+        let mut hdus = Vec::new();
+        let mut last_end: u64 = 0;
+        for num in 1.. {
+            let mut status = 0;
+            let mut hdutype = 0;
+            let fptr = self.raw();
+            // SAFETY: fptr is a valid open handle; outputs are local integers.
+            unsafe { ffi::ffmahd(fptr, num, &mut hdutype, &mut status) };
+            if status == END_OF_FILE || status == BAD_HDU_NUM {
+                // SAFETY: clears the error message stack only.
+                unsafe { ffi::ffcmsg() };
+                break;
+            }
+            if status != 0 {
+                return Err(self.err(
+                    None,
+                    format!(
+                        "cannot read HDU number {num} (the file is truncated or corrupt): {}",
+                        status_text(status)
+                    ),
+                ));
+            }
+            let (mut head, mut dstart, mut dend) = (0i64, 0i64, 0i64);
+            // SAFETY: valid handle; outputs are local.
+            unsafe { ffi::ffghadll(fptr, &mut head, &mut dstart, &mut dend, &mut status) };
+            let name = {
+                let n = self.key_string_raw("EXTNAME")?;
+                match n {
+                    Some(n) => n,
+                    None => self.key_string_raw("HDUNAME")?.unwrap_or_default(),
+                }
+            };
+            let kind = match hdutype {
+                IMAGE_HDU => HduKind::Image,
+                ASCII_TBL | BINARY_TBL => HduKind::Table,
+                _ => {
+                    return Err(self.err(Some(&name), format!("unknown HDU type {hdutype}")));
+                }
+            };
+            let npix = if kind == HduKind::Image {
+                self.image_npix_raw(&name)?
+            } else {
+                0
+            };
+            let label = if name.is_empty() {
+                format!("#{num}")
+            } else {
+                name.clone()
+            };
+            if status != 0 {
+                return Err(self.err(Some(&label), status_text(status)));
+            }
+            let dend = u64::try_from(dend).unwrap_or(0);
+            let dstart = u64::try_from(dstart).unwrap_or(0);
+            // cfitsio pads data units to 2880 bytes; the raw data must lie within the file.
+            let raw_end = dstart.saturating_add(self.raw_data_bytes()?);
+            if raw_end > file_size {
+                return Err(self.err(
+                    Some(&label),
+                    format!(
+                        "file is truncated: the data of HDU {num} ('{label}') end at byte \
+                         {raw_end} but the file has {file_size} bytes"
+                    ),
+                ));
+            }
+            last_end = last_end.max(dend);
+            hdus.push(HduEntry {
+                num,
+                name,
+                kind,
+                npix,
+                data_bytes: raw_end - dstart,
+            });
+        }
+        if hdus.is_empty() {
+            return Err(self.err(None, "no HDU could be read: not a FITS file"));
+        }
+        // A header cut short after the last complete HDU.
+        if file_size > last_end {
+            let mut probe = [0u8; 8];
+            if let Ok(mut f) = std::fs::File::open(&self.path) {
+                use std::io::{Read, Seek, SeekFrom};
+                if f.seek(SeekFrom::Start(last_end)).is_ok()
+                    && f.read_exact(&mut probe).is_ok()
+                    && &probe == b"XTENSION"
+                {
+                    return Err(self.err(
+                        None,
+                        format!(
+                            "file is truncated: an incomplete HDU header starts at byte {last_end} \
+                             after HDU {}",
+                            hdus.len()
+                        ),
+                    ));
+                }
+            }
+        }
+        self.hdus = hdus;
+        Ok(())
+    }
+
+    /// Bytes of the current HDU's data unit without padding: NAXIS1*...*NAXISn*|BITPIX|/8
+    /// plus PCOUNT, as the standard defines it.
+    fn raw_data_bytes(&mut self) -> Result<u64> {
+        let bitpix = self.key_i64_raw("BITPIX")?.unwrap_or(8).unsigned_abs() / 8;
+        let naxis = self.key_i64_raw("NAXIS")?.unwrap_or(0);
+        if naxis <= 0 {
+            return Ok(0);
+        }
+        let mut n: u64 = 1;
+        for i in 1..=naxis {
+            let ax = self.key_i64_raw(&format!("NAXIS{i}"))?.unwrap_or(0);
+            n = n.saturating_mul(u64::try_from(ax).unwrap_or(0));
+        }
+        let gcount = self.key_i64_raw("GCOUNT")?.unwrap_or(1).max(0) as u64;
+        let pcount = self.key_i64_raw("PCOUNT")?.unwrap_or(0).max(0) as u64;
+        Ok(bitpix
+            .saturating_mul(gcount)
+            .saturating_mul(pcount.saturating_add(n)))
+    }
+
+    fn image_npix_raw(&mut self, name: &str) -> Result<usize> {
+        let fptr = self.raw();
+        let mut status = 0;
+        let mut naxis: c_int = 0;
+        // SAFETY: valid handle; local outputs.
+        unsafe { ffi::ffgidm(fptr, &mut naxis, &mut status) };
+        if status != 0 {
+            return Err(self.err(Some(name), status_text(status)));
+        }
+        if naxis <= 0 {
+            return Ok(0);
+        }
+        let mut axes = vec![0i64; naxis as usize];
+        // SAFETY: axes has naxis elements.
+        unsafe { ffi::ffgiszll(fptr, naxis, axes.as_mut_ptr(), &mut status) };
+        if status != 0 {
+            return Err(self.err(Some(name), status_text(status)));
+        }
+        let mut n: usize = 1;
+        for a in axes {
+            n = n.saturating_mul(usize::try_from(a).unwrap_or(0));
+        }
+        Ok(n)
+    }
+
+    /// The HDU named `name` (case-insensitive), if any.
+    pub fn find(&self, name: &str) -> Option<&HduEntry> {
+        self.hdus.iter().find(|h| h.name.eq_ignore_ascii_case(name))
+    }
+
+    fn goto(&mut self, name: &str) -> Result<HduEntry> {
+        let entry = self
+            .find(name)
+            .cloned()
+            .ok_or_else(|| self.err(Some(name), format!("HDU '{name}' not found")))?;
+        self.goto_num(&entry)?;
+        Ok(entry)
+    }
+
+    fn goto_num(&mut self, entry: &HduEntry) -> Result<()> {
+        let fptr = self.raw();
+        let mut status = 0;
+        let mut hdutype = 0;
+        // SAFETY: valid handle; entry.num was indexed from this file.
+        unsafe { ffi::ffmahd(fptr, entry.num, &mut hdutype, &mut status) };
+        if status != 0 {
+            return Err(self.err(Some(&entry.name), status_text(status)));
+        }
+        Ok(())
+    }
+
+    fn key_string_raw(&mut self, key: &str) -> Result<Option<String>> {
+        let Some(ckey) = key_cstring(key) else {
+            return Ok(None);
+        };
+        let fptr = self.raw();
+        let mut buf = [0 as c_char; 72];
+        let mut status = 0;
+        // SAFETY: value buffer holds FLEN_VALUE (71) characters plus one; comment may be null.
+        unsafe {
+            ffi::ffgkys(
+                fptr,
+                ckey.as_ptr(),
+                buf.as_mut_ptr(),
+                ptr::null_mut(),
+                &mut status,
+            )
+        };
+        match status {
+            0 => Ok(Some(buf_to_string(&buf).trim_end().to_string())),
+            KEY_NO_EXIST | VALUE_UNDEFINED => {
+                // SAFETY: clears the error message stack only.
+                unsafe { ffi::ffcmsg() };
+                Ok(None)
+            }
+            s => Err(self.err(None, format!("header key {key}: {}", status_text(s)))),
+        }
+    }
+
+    fn key_i64_raw(&mut self, key: &str) -> Result<Option<i64>> {
+        let Some(ckey) = key_cstring(key) else {
+            return Ok(None);
+        };
+        let fptr = self.raw();
+        let mut v: i64 = 0;
+        let mut status = 0;
+        // SAFETY: valid handle and key; local output.
+        unsafe { ffi::ffgkyjj(fptr, ckey.as_ptr(), &mut v, ptr::null_mut(), &mut status) };
+        match status {
+            0 => Ok(Some(v)),
+            KEY_NO_EXIST | VALUE_UNDEFINED => {
+                // SAFETY: clears the error message stack only.
+                unsafe { ffi::ffcmsg() };
+                Ok(None)
+            }
+            s => Err(self.err(
+                None,
+                format!("header key {key} is not an integer: {}", status_text(s)),
+            )),
+        }
+    }
+
+    fn key_f64_raw(&mut self, key: &str) -> Result<Option<f64>> {
+        let Some(ckey) = key_cstring(key) else {
+            return Ok(None);
+        };
+        let fptr = self.raw();
+        let mut v: f64 = 0.0;
+        let mut status = 0;
+        // SAFETY: valid handle and key; local output.
+        unsafe { ffi::ffgkyd(fptr, ckey.as_ptr(), &mut v, ptr::null_mut(), &mut status) };
+        match status {
+            0 => Ok(Some(v)),
+            KEY_NO_EXIST | VALUE_UNDEFINED => {
+                // SAFETY: clears the error message stack only.
+                unsafe { ffi::ffcmsg() };
+                Ok(None)
+            }
+            s => Err(self.err(
+                None,
+                format!("header key {key} is not a number: {}", status_text(s)),
+            )),
+        }
+    }
+
+    /// Integer header key of HDU `hdu`; `Ok(None)` when absent.
+    pub fn key_i64(&mut self, hdu: &str, key: &str) -> Result<Option<i64>> {
+        self.goto(hdu)?;
+        self.key_i64_raw(key).map_err(|e| self.with_hdu(e, hdu))
+    }
+
+    /// Floating-point header key of HDU `hdu`; `Ok(None)` when absent.
+    pub fn key_f64(&mut self, hdu: &str, key: &str) -> Result<Option<f64>> {
+        self.goto(hdu)?;
+        self.key_f64_raw(key).map_err(|e| self.with_hdu(e, hdu))
+    }
+
+    fn with_hdu(&self, e: Error, hdu: &str) -> Error {
+        match e {
+            Error::Fits {
+                path,
+                hdu: None,
+                msg,
+            } => Error::Fits {
+                path,
+                hdu: Some(hdu.to_string()),
+                msg,
+            },
+            e => e,
+        }
+    }
+
+    /// Read every column of the table HDU `hdu`.
+    pub fn read_table(&mut self, hdu: &str) -> Result<Columns> {
+        let entry = self.goto(hdu)?;
+        self.read_current_table(&entry)
+    }
+
+    /// Read every column of the table at 1-based HDU number `num`.
+    pub fn read_table_num(&mut self, num: usize) -> Result<Columns> {
+        let entry = self
+            .hdus
+            .iter()
+            .find(|h| h.num as usize == num)
+            .cloned()
+            .ok_or_else(|| {
+                self.err(
+                    Some(&format!("#{num}")),
+                    format!("HDU number {num} not found"),
+                )
+            })?;
+        self.goto_num(&entry)?;
+        self.read_current_table(&entry)
+    }
+
+    fn read_current_table(&mut self, entry: &HduEntry) -> Result<Columns> {
+        let hdu = entry.name.clone();
+        let terr = |me: &Self, msg: String| me.err(Some(&hdu), msg);
+        if entry.kind != HduKind::Table {
+            return Err(terr(self, format!("HDU '{hdu}' is not a table")));
+        }
+        let fptr = self.raw();
+        let mut status = 0;
+        let mut nrows: i64 = 0;
+        let mut ncols: c_int = 0;
+        // SAFETY: valid handle; local outputs.
+        unsafe {
+            ffi::ffgnrwll(fptr, &mut nrows, &mut status);
+            ffi::ffgncl(fptr, &mut ncols, &mut status);
+        }
+        if status != 0 {
+            return Err(terr(self, status_text(status)));
+        }
+        let nrows = usize::try_from(nrows).unwrap_or(0);
+        let mut cols = Vec::with_capacity(ncols.max(0) as usize);
+        for colnum in 1..=ncols {
+            let name = self
+                .key_string_raw(&format!("TTYPE{colnum}"))?
+                .unwrap_or_else(|| format!("col{colnum}"));
+            let col = self
+                .read_column(colnum, &name, nrows, entry.data_bytes)
+                .map_err(|msg| terr(self, format!("column '{name}': {msg}")))?;
+            cols.push(col);
+        }
+        Ok(Columns::new(nrows, cols))
+    }
+
+    fn read_column(
+        &mut self,
+        colnum: c_int,
+        name: &str,
+        nrows: usize,
+        data_bytes: u64,
+    ) -> std::result::Result<Column, String> {
+        let fptr = self.raw();
+        let mut status = 0;
+        let (mut typecode, mut repeat, mut width) = (0 as c_int, 0i64, 0i64);
+        // SAFETY: valid handle, colnum within 1..=ncols; local outputs.
+        unsafe {
+            ffi::ffeqtyll(
+                fptr,
+                colnum,
+                &mut typecode,
+                &mut repeat,
+                &mut width,
+                &mut status,
+            )
+        };
+        if status != 0 {
+            return Err(status_text(status));
+        }
+        let repeat = usize::try_from(repeat).unwrap_or(0);
+        let width = usize::try_from(width).unwrap_or(0);
+        let kind = match typecode {
+            11 => ColKind::U8,
+            12 => ColKind::I8,
+            14 => ColKind::Bool,
+            16 => ColKind::Str { width },
+            20 => ColKind::U16,
+            21 => ColKind::I16,
+            30 | 40 => ColKind::U32,
+            31 | 41 => ColKind::I32,
+            42 => ColKind::F32,
+            80 => ColKind::U64,
+            81 => ColKind::I64,
+            82 => ColKind::F64,
+            t => {
+                return Ok(Column::new(
+                    name,
+                    ColKind::Unsupported,
+                    0,
+                    ColumnData::Unsupported(format!("cfitsio type code {t}")),
+                ))
+            }
+        };
+        let mut col = match kind {
+            ColKind::Str { width } => {
+                let nstr = repeat.checked_div(width).unwrap_or(0);
+                let n = nrows.checked_mul(nstr).ok_or("too many values")?;
+                if n as u64 > data_bytes {
+                    return Err(format!("{n} strings cannot fit in {data_bytes} bytes"));
+                }
+                let data = self.read_strings(colnum, n, width.max(repeat))?;
+                Column::new(name, kind, nstr, ColumnData::Str(data))
+            }
+            ColKind::Bool => {
+                let n = self.checked_count(nrows, repeat, data_bytes)?;
+                let mut v = vec![0 as c_char; n];
+                self.read_numeric(colnum, ffi::TLOGICAL as c_int, n, v.as_mut_ptr().cast())?;
+                Column::new(
+                    name,
+                    kind,
+                    repeat,
+                    ColumnData::Bool(v.into_iter().map(|c| c != 0).collect()),
+                )
+            }
+            ColKind::F32 | ColKind::F64 => {
+                let n = self.checked_count(nrows, repeat, data_bytes)?;
+                let mut v = vec![0f64; n];
+                self.read_numeric(colnum, ffi::TDOUBLE as c_int, n, v.as_mut_ptr().cast())?;
+                Column::new(name, kind, repeat, ColumnData::Float(v))
+            }
+            _ => {
+                let n = self.checked_count(nrows, repeat, data_bytes)?;
+                let mut v = vec![0i64; n];
+                self.read_numeric(colnum, ffi::TLONGLONG as c_int, n, v.as_mut_ptr().cast())?;
+                Column::new(name, kind, repeat, ColumnData::Int(v))
+            }
+        };
+        if repeat > 1 {
+            col.dims = self.tdim(colnum);
+        }
+        Ok(col)
+    }
+
+    fn checked_count(
+        &self,
+        nrows: usize,
+        repeat: usize,
+        data_bytes: u64,
+    ) -> std::result::Result<usize, String> {
+        let n = nrows.checked_mul(repeat).ok_or("too many values")?;
+        if n as u64 > data_bytes {
+            return Err(format!(
+                "{nrows} rows x {repeat} values cannot fit in {data_bytes} bytes"
+            ));
+        }
+        Ok(n)
+    }
+
+    fn tdim(&mut self, colnum: c_int) -> Option<Vec<usize>> {
+        // Only report a TDIM that is actually present in the header.
+        self.key_string_raw(&format!("TDIM{colnum}")).ok()??;
+        let fptr = self.raw();
+        let mut status = 0;
+        let mut naxis: c_int = 0;
+        let mut axes = [0i64; 16];
+        // SAFETY: axes holds maxdim = 16 values.
+        unsafe { ffi::ffgtdmll(fptr, colnum, 16, &mut naxis, axes.as_mut_ptr(), &mut status) };
+        if status != 0 {
+            // SAFETY: clears the error message stack only.
+            unsafe { ffi::ffcmsg() };
+            return None;
+        }
+        let naxis = (naxis.max(0) as usize).min(16);
+        Some(
+            axes[..naxis]
+                .iter()
+                .map(|&a| usize::try_from(a).unwrap_or(0))
+                .collect(),
+        )
+    }
+
+    fn read_numeric(
+        &mut self,
+        colnum: c_int,
+        datatype: c_int,
+        n: usize,
+        out: *mut c_void,
+    ) -> std::result::Result<(), String> {
+        if n == 0 {
+            return Ok(());
+        }
+        let fptr = self.raw();
+        let mut status = 0;
+        let mut anynul = 0;
+        // SAFETY: `out` points to n elements of the C type matching `datatype` (callers
+        // allocate them); nulval null disables null substitution.
+        unsafe {
+            ffi::ffgcv(
+                fptr,
+                datatype,
+                colnum,
+                1,
+                1,
+                n as i64,
+                ptr::null_mut(),
+                out,
+                &mut anynul,
+                &mut status,
+            )
+        };
+        if status != 0 {
+            return Err(status_text(status));
+        }
+        Ok(())
+    }
+
+    fn read_strings(
+        &mut self,
+        colnum: c_int,
+        n: usize,
+        width: usize,
+    ) -> std::result::Result<Vec<String>, String> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let stride = width + 1;
+        let mut storage = vec![0 as c_char; n.checked_mul(stride).ok_or("too many strings")?];
+        let base = storage.as_mut_ptr();
+        // SAFETY: every pointer addresses a distinct `stride`-byte slot inside `storage`.
+        let mut ptrs: Vec<*mut c_char> = (0..n).map(|i| unsafe { base.add(i * stride) }).collect();
+        let fptr = self.raw();
+        let mut status = 0;
+        let mut anynul = 0;
+        let mut nul = [0 as c_char; 1];
+        // SAFETY: each of the n buffers holds width+1 bytes, enough for a string of the
+        // column's width plus the terminator cfitsio writes.
+        unsafe {
+            ffi::ffgcvs(
+                fptr,
+                colnum,
+                1,
+                1,
+                n as i64,
+                nul.as_mut_ptr(),
+                ptrs.as_mut_ptr(),
+                &mut anynul,
+                &mut status,
+            )
+        };
+        if status != 0 {
+            return Err(status_text(status));
+        }
+        Ok(storage
+            .chunks(stride)
+            .map(|c| buf_to_string(c).trim_end().to_string())
+            .collect())
+    }
+
+    /// Pixels `[first, first + n)` of the flattened image HDU `entry` as f64, into `out`
+    /// (resized to `n`).
+    pub fn read_pixels_f64(
+        &mut self,
+        entry: &HduEntry,
+        first: usize,
+        n: usize,
+        out: &mut Vec<f64>,
+    ) -> Result<()> {
+        out.clear();
+        out.resize(n, 0.0);
+        self.read_pixels(
+            entry,
+            first,
+            n,
+            ffi::TDOUBLE as c_int,
+            out.as_mut_ptr().cast(),
+        )
+    }
+
+    /// Pixels `[first, first + n)` of the flattened image HDU `entry` as i32.
+    pub fn read_pixels_i32(
+        &mut self,
+        entry: &HduEntry,
+        first: usize,
+        n: usize,
+        out: &mut Vec<i32>,
+    ) -> Result<()> {
+        out.clear();
+        out.resize(n, 0);
+        self.read_pixels(entry, first, n, ffi::TINT as c_int, out.as_mut_ptr().cast())
+    }
+
+    fn read_pixels(
+        &mut self,
+        entry: &HduEntry,
+        first: usize,
+        n: usize,
+        datatype: c_int,
+        out: *mut c_void,
+    ) -> Result<()> {
+        if entry.kind != HduKind::Image {
+            return Err(self.err(Some(&entry.name), "not an image HDU"));
+        }
+        match first.checked_add(n) {
+            Some(end) if end <= entry.npix => {}
+            _ => {
+                return Err(self.err(
+                    Some(&entry.name),
+                    format!(
+                        "pixels {first}..{} outside the HDU's {} pixels",
+                        first.saturating_add(n),
+                        entry.npix
+                    ),
+                ))
+            }
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        self.goto_num(entry)?;
+        let fptr = self.raw();
+        let mut status = 0;
+        let mut anynul = 0;
+        // SAFETY: `out` holds n elements of the type matching `datatype`; the range was
+        // checked against the image size.
+        unsafe {
+            ffi::ffgpv(
+                fptr,
+                datatype,
+                first as i64 + 1,
+                n as i64,
+                ptr::null_mut(),
+                out,
+                &mut anynul,
+                &mut status,
+            )
+        };
+        if status != 0 {
+            return Err(self.err(Some(&entry.name), status_text(status)));
+        }
+        Ok(())
+    }
+}
