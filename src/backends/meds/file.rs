@@ -12,6 +12,10 @@ use super::{
 use crate::error::{Error, Result};
 use crate::gmix::Jacobian;
 
+/// Largest cutout accepted (pixels): a guard against absurd `box_size` values in compressed
+/// files, whose claimed image size is not bounded by the file size.
+pub const MAX_CUTOUT_PIXELS: usize = 1 << 28;
+
 #[derive(Debug)]
 struct Shared {
     path: PathBuf,
@@ -374,12 +378,15 @@ impl MedsFile {
         }
         let bs = usize::try_from(bs).unwrap_or(0);
         let start = usize::try_from(start).unwrap_or(usize::MAX);
-        let npix = bs.checked_mul(bs).ok_or_else(|| {
-            self.err(
-                Some(OBJECT_DATA),
-                format!("column 'box_size': {bs} is too large"),
-            )
-        })?;
+        let npix = bs
+            .checked_mul(bs)
+            .filter(|&n| n <= MAX_CUTOUT_PIXELS)
+            .ok_or_else(|| {
+                self.err(
+                    Some(OBJECT_DATA),
+                    format!("column 'box_size': {bs} is too large for object {iobj}"),
+                )
+            })?;
         match start.checked_add(npix) {
             Some(end) if end <= entry.npix => Ok((entry, start, bs)),
             _ => Err(self.err(
@@ -488,7 +495,13 @@ impl MedsFile {
         })?;
         let n = nr
             .checked_mul(nc)
-            .ok_or_else(|| self.err(Some(OBJECT_DATA), "PSF stamp size overflows"))?;
+            .filter(|&n| n <= MAX_CUTOUT_PIXELS)
+            .ok_or_else(|| {
+                self.err(
+                    Some(OBJECT_DATA),
+                    format!("PSF stamp {nr}x{nc} is too large"),
+                )
+            })?;
         self.handle().read_pixels_f64(&entry, start, n, out)?;
         Ok((nr, nc))
     }

@@ -38,7 +38,7 @@ pub use seg::{
 };
 
 #[cfg(feature = "des-y1")]
-pub use file::{read_table, read_table_num, MedsFile};
+pub use file::{read_table, read_table_num, MedsFile, MAX_CUTOUT_PIXELS};
 #[cfg(feature = "des-y1")]
 pub(crate) use fits::FitsHandle;
 
