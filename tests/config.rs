@@ -847,3 +847,4 @@ fn fuzz_corpus_never_panics() {
     }
     assert!(n >= 10, "corpus has only {n} files");
 }
+

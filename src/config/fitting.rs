@@ -225,7 +225,8 @@ impl Default for FracdevGrid {
 }
 
 impl FracdevGrid {
-    /// The grid values.
+    /// The grid values (allocates `num` values; [`FittingConfig::validate`] caps `num` at
+    /// 10000).
     pub fn values(&self) -> Vec<f64> {
         let n = self.num as usize;
         match n {
