@@ -847,4 +847,3 @@ fn fuzz_corpus_never_panics() {
     }
     assert!(n >= 10, "corpus has only {n} files");
 }
-
