@@ -498,6 +498,27 @@ fn nbrs_configs_both_forms() {
     assert!(e.contains("nbrs_pars.new_thing"), "{e}");
 }
 
+#[test]
+fn tile_list_config() {
+    let t: config::TileListConfig = from_yaml_str(
+        "medsconf: y3v02
+tile_ids: [DES0347-5540, DES2122+0001]
+",
+        "t.yaml",
+    )
+    .unwrap();
+    assert_eq!(t.medsconf, "y3v02");
+    assert_eq!(t.tile_ids.as_ref().map(Vec::len), Some(2));
+    t.check().unwrap();
+    let t: config::TileListConfig = from_yaml_str(
+        "medsconf: y3v02
+",
+        "t.yaml",
+    )
+    .unwrap();
+    assert!(t.check().unwrap_err().contains("tileset"));
+}
+
 // ---------------------------------------------------------------------------------------
 // Error messages
 // ---------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 //!
 //! * [`FittingConfig`]: the fitting ("ngmix") config read by `ngmixit` (spec §2.1–2.2);
 //! * [`RunConfig`]: a megamixit run config (§2.3);
-//! * [`NbrsConfig`]: neighbour-finding parameters (§2.4), from `nbrs:` or the Y1 `nbrs_pars:`.
+//! * [`NbrsConfig`]: neighbour-finding parameters (§2.4), from `nbrs:` or the Y1 `nbrs_pars:`;
+//! * [`TileListConfig`]: a megamix-meds tile list (`medsconf` + `tileset` or `tile_ids`, §1.3).
 //!
 //! All YAML goes through [`from_yaml_str`] (the only function that names the YAML crate).
 //! Errors are [`crate::Error::Config`] naming the file, the key path (`max_pars.lm_pars.maxfev`),
@@ -139,7 +140,10 @@ pub use prior_spec::{
     CenPriorSpec, CountsPriorSpec, FracdevPriorSpec, GPriorSpec, ModelPars, ModelPriorSpec,
     ScalarPrior,
 };
-pub use run::{check_run_name, run_name_from_file, NbrsConfig, NbrsKey, NbrsPars, RunConfig};
+pub use run::{
+    check_run_name, run_name_from_file, NbrsConfig, NbrsKey, NbrsPars, RunConfig, SoftwareInfo,
+    TileListConfig,
+};
 pub use validate::DriverMode;
 pub use yaml::{from_yaml_str, Value, MAX_CONFIG_BYTES, MAX_CONFIG_DEPTH};
 

@@ -63,6 +63,35 @@ pub struct RunConfig {
     pub psfex: Option<SoftwareInfo>,
 }
 
+/// A megamix-meds tile-list config (spec §1.3): the MEDS configuration and either a DES
+/// tileset name or explicit tile ids.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TileListConfig {
+    /// MEDS configuration name.
+    pub medsconf: String,
+    /// DES tileset (resolved through desmeds).
+    #[serde(default)]
+    pub tileset: Option<String>,
+    /// Explicit tile ids.
+    #[serde(default)]
+    pub tile_ids: Option<Vec<String>>,
+}
+
+impl TileListConfig {
+    /// Check that exactly one of `tileset` and `tile_ids` is given.
+    ///
+    /// # Errors
+    /// A message naming the keys.
+    pub fn check(&self) -> Result<(), String> {
+        match (&self.tileset, &self.tile_ids) {
+            (Some(_), None) | (None, Some(_)) => Ok(()),
+            (Some(_), Some(_)) => Err("give either `tileset` or `tile_ids`, not both".into()),
+            (None, None) => Err("missing key `tileset` or `tile_ids`".into()),
+        }
+    }
+}
+
 /// A software version record (informational).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]

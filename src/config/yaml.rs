@@ -481,7 +481,9 @@ impl<'de> Visitor<'de> for RawNodeVisitor {
         }
     }
     fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<RawNode, D::Error> {
-        // Another deserializer: build a tree without locations.
+        // Another deserializer: build a tree without locations (and without stale
+        // duplicate-key reports from an earlier parse on this thread).
+        DUPLICATES.with(|d| d.borrow_mut().clear());
         let k = d.deserialize_any(KindVisitor { located: false })?;
         Ok(RawNode(Node::new(k, 0, 0)))
     }
