@@ -1,6 +1,5 @@
 //! Image sources: the in-memory backend and (feature `des-y1`) MEDS files with PSFEx models.
 
-#[cfg(feature = "des-y1")]
 pub mod meds;
 #[cfg(feature = "des-y1")]
 pub mod medsio;
