@@ -250,8 +250,9 @@ impl Wt {
     fn eval(&self, px: &Pix, variant: AdmomVariant, area: f64) -> f64 {
         let vdiff = px.v - self.row;
         let udiff = px.u - self.col;
-        let chi2 = self.dcc * vdiff * vdiff + self.drr * udiff * udiff - 2.0 * self.drc * vdiff * udiff;
-        if !(chi2 < 25.0 && chi2 >= 0.0) {
+        let chi2 =
+            self.dcc * vdiff * vdiff + self.drr * udiff * udiff - 2.0 * self.drc * vdiff * udiff;
+        if !(0.0..25.0).contains(&chi2) {
             return 0.0;
         }
         match variant {
@@ -392,7 +393,9 @@ pub fn admom(
     cfg: &AdmomConfig,
 ) -> GResult<AdmomResult> {
     if image.len() != nrow * ncol || weight.len() != nrow * ncol {
-        return Err(GMixError::Fatal("admom: image/weight size does not match nrow x ncol"));
+        return Err(GMixError::Fatal(
+            "admom: image/weight size does not match nrow x ncol",
+        ));
     }
     let mut pixels = Vec::with_capacity(image.len());
     for r in 0..nrow {
@@ -421,7 +424,11 @@ pub fn admom(
 ///
 /// # Errors
 /// [`GMixError::Range`] for an invalid `tguess`.
-pub fn admom_guess<R: rand_core::Rng + ?Sized>(tguess: f64, jac: &Jacobian, rng: &mut R) -> GResult<Gauss2D> {
+pub fn admom_guess<R: rand_core::Rng + ?Sized>(
+    tguess: f64,
+    jac: &Jacobian,
+    rng: &mut R,
+) -> GResult<Gauss2D> {
     let scale = jac.scale();
     let row = urange(rng, -0.5 * scale, 0.5 * scale);
     let col = urange(rng, -0.5 * scale, 0.5 * scale);
@@ -525,8 +532,18 @@ fn run(pixels: &[Pix], area: f64, guess: &Gauss2D, cfg: &AdmomConfig) -> AdmomRe
         }
         let e1 = (icc - irr) / t;
         let e2 = 2.0 * irc / t;
-        if (e1 - e1old).abs() < cfg.etol && (e2 - e2old).abs() < cfg.etol && (t / told - 1.0).abs() < cfg.ttol {
-            pars = [wt.row, wt.col, wt.icc - wt.irr, 2.0 * wt.irc, wt.icc + wt.irr, 1.0];
+        if (e1 - e1old).abs() < cfg.etol
+            && (e2 - e2old).abs() < cfg.etol
+            && (t / told - 1.0).abs() < cfg.ttol
+        {
+            pars = [
+                wt.row,
+                wt.col,
+                wt.icc - wt.irr,
+                2.0 * wt.irc,
+                wt.icc + wt.irr,
+                1.0,
+            ];
             rho4 = s.sums[6] / s.sums[5];
             break;
         }
@@ -569,7 +586,11 @@ fn run(pixels: &[Pix], area: f64, guess: &Gauss2D, cfg: &AdmomConfig) -> AdmomRe
         e2err: f64::NAN,
         e: [unset; 2],
         e_err: if v2 { [f64::NAN; 2] } else { [9999.0; 2] },
-        e_cov: if v2 { [[f64::NAN, 0.0], [0.0, f64::NAN]] } else { [[f64::NAN; 2]; 2] },
+        e_cov: if v2 {
+            [[f64::NAN, 0.0], [0.0, f64::NAN]]
+        } else {
+            [[f64::NAN; 2]; 2]
+        },
         e_err_r: f64::NAN,
         weight: wt.gauss(),
     };

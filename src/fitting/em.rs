@@ -6,7 +6,7 @@
 //! | | [`EmVariant::V1`] (ngmix v1.3.5, default: what ngmixer ran) | [`EmVariant::V2`] (ngmix 2.4.2, `ref/ngmix/data/em.json`) |
 //! |---|---|---|
 //! | sky | re-fitted every iteration, starting from the prep sky `0.001 (max - min)` | fixed at the prep shift `0.001 (max - min) - min` (or fitted with `vary_sky`) |
-//! | exp | accurate exp (ngmix used herumi `expd`, < 1e-15 relative), hard cut `0 <= chi2 < 25` | `exp5_smooth`, hard cut `0 <= chi2 < 25` (no apodization) |
+//! | exp | ngmix's `expd` (herumi fmath, < 1e-15 relative: an accurate exp), hard cut `0 <= chi2 < 25` | `exp5_smooth`, hard cut `0 <= chi2 < 25` (no apodization) |
 //! | pixel value | Gaussian density (no pixel area), image normalised by its sum | density × pixel area, image in its own units |
 //! | convergence | every iteration: `|ΔT/T|`, `|Δe1|`, `|Δe2|` all `< tol` | after `miniter`: `|ΔL/L| < tol`, `L` the EM log-likelihood statistic |
 //! | flags | `EM_RANGE_ERROR` = 1, `EM_MAXITER` = 2 | 2^7 and 2^5 |
@@ -19,12 +19,16 @@
 //! ngmix does. V2 additionally clamps a negative variance to `1e-4` (round) and rounds a
 //! Gaussian whose determinant falls below `1e-200`.
 //!
-//! The per-iteration loop is allocation-free: pixel coordinates are computed once, the E step
-//! runs over structure-of-arrays pixel buffers (vectorised; AVX2 is used when the CPU has it,
-//! selected once per fit; the results do not depend on it).
+//! The per-iteration loop is allocation-free: pixel coordinates are computed once and the E step
+//! runs over structure-of-arrays pixel buffers in three passes (Gaussian values; responsibilities;
+//! weighted sums, reduced in 4 interleaved lanes). With AVX2 and FMA (detected once per fitter)
+//! the passes run as explicit AVX2 kernels; otherwise as portable Rust. Both use the same
+//! operations, including the same fused multiply-adds (`f64::mul_add`), so their results are
+//! bit-identical on every machine; the portable path is slow on CPUs without FMA, where
+//! `mul_add` is emulated. The fused multiply-adds and the lane order of the sums mean results
+//! differ from ngmix's in the last bits (em.json: same iteration counts, parameters within 1e-8).
 
 use crate::error::{GMixError, GResult};
-use crate::gmix::fastexp::exp_poly;
 use crate::gmix::gauss::LOW_DETVAL;
 use crate::gmix::{GMix, Gauss2D, Jacobian};
 
@@ -161,7 +165,10 @@ impl EmResult {
         match self.variant {
             EmVariant::V2 => Some(gm.clone()),
             EmVariant::V1 => Some(GMix::from_gaussians(
-                gm.gaussians().iter().map(|g| g.with_p(g.p * self.counts)).collect(),
+                gm.gaussians()
+                    .iter()
+                    .map(|g| g.with_p(g.p * self.counts))
+                    .collect(),
             )),
         }
     }
@@ -217,24 +224,73 @@ impl Comp {
 trait EmKernel: Copy {
     const LOGL: bool;
     fn exp(self, x: f64) -> f64;
+    /// The exp's table, used by the explicit-SIMD pass 1.
+    fn table(self) -> ExpTable;
 }
 
-/// V1: accurate exp.
+/// The table behind a kernel's exp.
 #[derive(Clone, Copy)]
-struct KernV1;
+enum ExpTable {
+    /// ngmix v1.3.5 `expd` (fmath): mantissas of `2^(i/2048)`.
+    Fmath(&'static [u64; 2048]),
+    /// ngmix 2.4.2 `exp5_smooth`: `e^{-i}`.
+    Exp5(&'static [f64; 16]),
+}
+
+/// V1: ngmix v1.3.5's exp, `fastexp.expd` (herumi fmath: 11-bit table and a cubic; relative
+/// error < 1e-15, i.e. an accurate exp): [`crate::gmix::fastexp::expd_fmath`] with fused
+/// multiply-adds.
+#[derive(Clone, Copy)]
+struct KernV1(&'static [u64; 2048]);
+
+/// Constants of fmath `expd`.
+mod fmath {
+    /// `2048 / ln 2`.
+    pub(super) const A: f64 = 2954.639443740597;
+    /// `ln 2 / 2048`.
+    pub(super) const RA: f64 = 0.0003384507717577858;
+    /// `3 · 2^51`.
+    pub(super) const B: f64 = (3u64 << 51) as f64;
+    pub(super) const C1: f64 = 1.0;
+    pub(super) const C2: f64 = 0.16666666685227835064;
+    pub(super) const C3: f64 = 3.0000000027955394;
+    /// Exponent bias adjustment added before extracting `2^n`.
+    pub(super) const ADJ: u64 = 2095104;
+}
+
+/// The fmath table: the 52 mantissa bits of `2^(i/2048)`, `i = 0..2048`.
+fn fmath_table() -> &'static [u64; 2048] {
+    use std::sync::OnceLock;
+    static T: OnceLock<[u64; 2048]> = OnceLock::new();
+    T.get_or_init(|| {
+        std::array::from_fn(|i| (i as f64 / 2048.0).exp2().to_bits() & ((1u64 << 52) - 1))
+    })
+}
 
 impl EmKernel for KernV1 {
     const LOGL: bool = false;
     #[inline(always)]
     fn exp(self, x: f64) -> f64 {
-        exp_poly(x)
+        use fmath::*;
+        let d = x.mul_add(A, B);
+        let i = d.to_bits();
+        let iax = self.0[(i & 2047) as usize];
+        let t = (d - B).mul_add(RA, -x);
+        let u = (i.wrapping_add(ADJ) >> 11) << 52;
+        let y = ((C3 - t) * (t * t)).mul_add(C2, -t) + C1;
+        f64::from_bits(u | iax) * y
+    }
+    #[inline(always)]
+    fn table(self) -> ExpTable {
+        ExpTable::Fmath(self.0)
     }
 }
 
 /// V2: ngmix 2.4.2 `exp5_smooth` with its table of `e^{-i}`.
 #[derive(Clone, Copy)]
-struct KernV2<'a>(&'a [f64; 16]);
+struct KernV2(&'static [f64; 16]);
 
+/// ngmix 2.4.2 `exp5_smooth` polynomial coefficients (constant first).
 const EXP5_C: [f64; 6] = [
     1.0000011318561302,
     0.999993601071577,
@@ -244,22 +300,39 @@ const EXP5_C: [f64; 6] = [
     0.008197933236258961,
 ];
 
+/// `1.5 · 2^52`: adding it to a small integer-valued float puts the integer in the low mantissa bits.
+const MAGIC: f64 = 6755399441055744.0;
+
 fn exp_neg_int_table() -> &'static [f64; 16] {
     use std::sync::OnceLock;
     static T: OnceLock<[f64; 16]> = OnceLock::new();
     T.get_or_init(|| std::array::from_fn(|i| (-(i as f64)).exp()))
 }
 
-impl EmKernel for KernV2<'_> {
+impl EmKernel for KernV2 {
     const LOGL: bool = true;
-    /// Same arithmetic as [`crate::gmix::fastexp::exp5_smooth`], for `x` in `[-12.5, 0]`.
+    #[inline(always)]
+    fn table(self) -> ExpTable {
+        ExpTable::Exp5(self.0)
+    }
+    /// [`crate::gmix::fastexp::exp5_smooth`] for `x` in `[-12.5, 0]` with a fused Horner
+    /// polynomial (within 2 ulp), written without float-to-int conversions so that it
+    /// vectorises (`i = trunc(x - 0.5)` is C truncation; the table index `-i` is read from the
+    /// mantissa bits of `-i + 1.5·2^52`).
     #[inline(always)]
     fn exp(self, x: f64) -> f64 {
-        let i = (x - 0.5) as i32;
-        let f = x - i as f64;
+        let i = (x - 0.5).trunc();
+        let f = x - i;
         let c = &EXP5_C;
-        let p = c[0] + f * (c[1] + f * (c[2] + f * (c[3] + f * (c[4] + f * c[5]))));
-        self.0[(i.unsigned_abs() as usize) & 15] * p
+        let p = f.mul_add(
+            f.mul_add(
+                f.mul_add(f.mul_add(f.mul_add(c[5], c[4]), c[3]), c[2]),
+                c[1],
+            ),
+            c[0],
+        );
+        let idx = ((MAGIC - i).to_bits() & 15) as usize;
+        self.0[idx] * p
     }
 }
 
@@ -297,105 +370,666 @@ fn lane_sum(a: &[f64; L]) -> f64 {
     (a[0] + a[1]) + (a[2] + a[3])
 }
 
+/// E step, pass 1 for one Gaussian: its value at every pixel, accumulated into `gsum` (and the
+/// likelihood numerator into `logl`). Element-wise over pixels, so it vectorises; the slices are
+/// separate arguments so the compiler knows they do not alias.
+#[inline(always)]
+fn estep_values<K: EmKernel>(
+    k: K,
+    c: &Comp,
+    area: f64,
+    first: bool,
+    with_logl: bool,
+    v: &[f64],
+    u: &[f64],
+    g: &mut [f64],
+    gsum: &mut [f64],
+    logl: &mut [f64],
+) {
+    let np = v.len();
+    let (u, g, gsum, logl) = (&u[..np], &mut g[..np], &mut gsum[..np], &mut logl[..np]);
+    for i in 0..np {
+        let vd = v[i] - c.row;
+        let ud = u[i] - c.col;
+        let v2 = vd * vd;
+        let u2 = ud * ud;
+        let uv = ud * vd;
+        let chi2 = (-2.0 * c.drc).mul_add(uv, c.dcc.mul_add(v2, c.drr * u2));
+        let x = (-0.5 * chi2).clamp(-12.5, 0.0);
+        let e = k.exp(x);
+        let inside = (0.0..25.0).contains(&chi2);
+        let val = if inside { c.pnorm * e * area } else { 0.0 };
+        g[i] = val;
+        // ngmix starts the sums at 0.0: 0.0 + val == val
+        let (g0, l0) = if first {
+            (0.0, 0.0)
+        } else {
+            (gsum[i], logl[i])
+        };
+        gsum[i] = g0 + val;
+        if K::LOGL && with_logl {
+            logl[i] = val.mul_add((-0.5f64).mul_add(chi2, c.lc), l0);
+        }
+    }
+}
+
+/// E step, pass 2: responsibility factors `f = d / gtot`, the sky and likelihood sums.
+/// Reductions run in `L` interleaved lanes over `chunks_exact` so they vectorise.
+#[inline(always)]
+fn estep_factors(
+    with_logl: bool,
+    sky: f64,
+    d: &[f64],
+    gsum: &[f64],
+    logl: &[f64],
+    f: &mut [f64],
+) -> EStep {
+    let np = d.len();
+    let (gsum, logl, f) = (&gsum[..np], &logl[..np], &mut f[..np]);
+    let mut skys = [0.0; L];
+    let mut els = [0.0; L];
+    let mut zero = [false; L];
+    #[inline(always)]
+    fn lane(
+        with_logl: bool,
+        sky: f64,
+        (d, gs, lg): (f64, f64, f64),
+        f: &mut f64,
+        skys: &mut f64,
+        els: &mut f64,
+        zero: &mut bool,
+    ) {
+        let gtot = gs + sky;
+        *zero |= gtot == 0.0;
+        if with_logl {
+            *els += if gs == 0.0 { 0.0 } else { lg * (1.0 / gs) };
+        }
+        let fi = d * (1.0 / gtot);
+        *skys = sky.mul_add(fi, *skys);
+        *f = fi;
+    }
+    let mut fc = f.chunks_exact_mut(L);
+    let mut dc = d.chunks_exact(L);
+    let mut gc = gsum.chunks_exact(L);
+    let mut lc = logl.chunks_exact(L);
+    for (((fb, db), gb), lb) in (&mut fc).zip(&mut dc).zip(&mut gc).zip(&mut lc) {
+        for l in 0..L {
+            lane(
+                with_logl,
+                sky,
+                (db[l], gb[l], lb[l]),
+                &mut fb[l],
+                &mut skys[l],
+                &mut els[l],
+                &mut zero[l],
+            );
+        }
+    }
+    let (dr, gr, lr) = (dc.remainder(), gc.remainder(), lc.remainder());
+    for (l, fr) in fc.into_remainder().iter_mut().enumerate() {
+        lane(
+            with_logl,
+            sky,
+            (dr[l], gr[l], lr[l]),
+            fr,
+            &mut skys[0],
+            &mut els[0],
+            &mut zero[0],
+        );
+    }
+    EStep {
+        skysum: lane_sum(&skys),
+        elogl: lane_sum(&els),
+        gtot_zero: zero.iter().any(|&z| z),
+    }
+}
+
+/// E step, pass 3 for one Gaussian: `[Σ g f, Σ v g f, Σ u g f, Σ dv² g f, Σ du dv g f,
+/// Σ du² g f]` with `dv, du` about the Gaussian's current centre (ngmix's M-step sums).
+#[inline(always)]
+fn estep_sums(c: &Comp, v: &[f64], u: &[f64], g: &[f64], f: &[f64]) -> Sums {
+    let np = v.len();
+    let (u, g, f) = (&u[..np], &g[..np], &f[..np]);
+    let mut acc = [[0.0; L]; 6];
+    let (mut vc, mut uc, mut gc, mut fc) = (
+        v.chunks_exact(L),
+        u.chunks_exact(L),
+        g.chunks_exact(L),
+        f.chunks_exact(L),
+    );
+    for (((vb, ub), gb), fb) in (&mut vc).zip(&mut uc).zip(&mut gc).zip(&mut fc) {
+        for l in 0..L {
+            sums_lane(c, (vb[l], ub[l], gb[l], fb[l]), &mut acc, l);
+        }
+    }
+    let (vr, ur, gr, fr) = (
+        vc.remainder(),
+        uc.remainder(),
+        gc.remainder(),
+        fc.remainder(),
+    );
+    for i in 0..vr.len().min(ur.len()).min(gr.len()).min(fr.len()) {
+        sums_lane(c, (vr[i], ur[i], gr[i], fr[i]), &mut acc, 0);
+    }
+    std::array::from_fn(|j| lane_sum(&acc[j]))
+}
+
+/// One pixel's contribution to the pass-3 sums, in lane `l`.
+#[inline(always)]
+fn sums_lane(c: &Comp, (v, u, g, f): (f64, f64, f64, f64), acc: &mut [[f64; L]; 6], l: usize) {
+    let w = g * f;
+    let vd = v - c.row;
+    let ud = u - c.col;
+    acc[0][l] += w;
+    acc[1][l] = v.mul_add(w, acc[1][l]);
+    acc[2][l] = u.mul_add(w, acc[2][l]);
+    acc[3][l] = (vd * vd).mul_add(w, acc[3][l]);
+    acc[4][l] = (ud * vd).mul_add(w, acc[4][l]);
+    acc[5][l] = (ud * ud).mul_add(w, acc[5][l]);
+}
+
+/// The three E-step passes, implemented portably ([`Portable`]) and with AVX2 intrinsics
+/// ([`Avx2`]); both give bit-identical results (same operations in the same order, same fused
+/// multiply-adds, same lane assignment of the sums).
+trait Isa: Copy {
+    fn values<K: EmKernel>(
+        self,
+        k: K,
+        c: &Comp,
+        area: f64,
+        first: bool,
+        with_logl: bool,
+        px: &mut Pixels,
+        j: usize,
+    );
+    fn factors(self, with_logl: bool, sky: f64, px: &mut Pixels) -> EStep;
+    fn sums(self, c: &Comp, px: &Pixels, j: usize) -> Sums;
+}
+
+/// Plain Rust (auto-vectorised where the compiler manages).
+#[derive(Clone, Copy)]
+struct Portable;
+
+impl Isa for Portable {
+    #[inline(always)]
+    fn values<K: EmKernel>(
+        self,
+        k: K,
+        c: &Comp,
+        area: f64,
+        first: bool,
+        with_logl: bool,
+        px: &mut Pixels,
+        j: usize,
+    ) {
+        let np = px.v.len();
+        let g = &mut px.g[j * np..(j + 1) * np];
+        estep_values(
+            k,
+            c,
+            area,
+            first,
+            with_logl,
+            &px.v,
+            &px.u,
+            g,
+            &mut px.gsum,
+            &mut px.logl,
+        );
+    }
+    #[inline(always)]
+    fn factors(self, with_logl: bool, sky: f64, px: &mut Pixels) -> EStep {
+        estep_factors(with_logl, sky, &px.d, &px.gsum, &px.logl, &mut px.f)
+    }
+    #[inline(always)]
+    fn sums(self, c: &Comp, px: &Pixels, j: usize) -> Sums {
+        let np = px.v.len();
+        estep_sums(c, &px.v, &px.u, &px.g[j * np..(j + 1) * np], &px.f)
+    }
+}
+
+/// AVX2 + FMA kernels; a value exists only when the CPU has both (see [`Avx2::detect`]).
+#[derive(Debug, Clone, Copy)]
+struct Avx2(());
+
+impl Avx2 {
+    fn detect() -> Option<Self> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                return Some(Avx2(()));
+            }
+        }
+        None
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Isa for Avx2 {
+    #[inline(always)]
+    fn values<K: EmKernel>(
+        self,
+        k: K,
+        c: &Comp,
+        area: f64,
+        first: bool,
+        with_logl: bool,
+        px: &mut Pixels,
+        j: usize,
+    ) {
+        let np = px.v.len();
+        let g = &mut px.g[j * np..(j + 1) * np];
+        match k.table() {
+            // SAFETY: `self` proves the CPU has AVX2 and FMA.
+            ExpTable::Exp5(t) => unsafe {
+                avx2::values_v2(
+                    t,
+                    c,
+                    area,
+                    first,
+                    with_logl,
+                    &px.v,
+                    &px.u,
+                    g,
+                    &mut px.gsum,
+                    &mut px.logl,
+                )
+            },
+            // SAFETY: as above.
+            ExpTable::Fmath(t) => unsafe {
+                avx2::values_v1(t, c, first, &px.v, &px.u, g, &mut px.gsum)
+            },
+        }
+    }
+    #[inline(always)]
+    fn factors(self, with_logl: bool, sky: f64, px: &mut Pixels) -> EStep {
+        // SAFETY: `self` proves the CPU has AVX2 and FMA.
+        unsafe { avx2::factors(with_logl, sky, &px.d, &px.gsum, &px.logl, &mut px.f) }
+    }
+    #[inline(always)]
+    fn sums(self, c: &Comp, px: &Pixels, j: usize) -> Sums {
+        let np = px.v.len();
+        // SAFETY: `self` proves the CPU has AVX2 and FMA.
+        unsafe { avx2::sums(c, &px.v, &px.u, &px.g[j * np..(j + 1) * np], &px.f) }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+impl Isa for Avx2 {
+    fn values<K: EmKernel>(
+        self,
+        k: K,
+        c: &Comp,
+        area: f64,
+        first: bool,
+        with_logl: bool,
+        px: &mut Pixels,
+        j: usize,
+    ) {
+        Portable.values(k, c, area, first, with_logl, px, j)
+    }
+    fn factors(self, with_logl: bool, sky: f64, px: &mut Pixels) -> EStep {
+        Portable.factors(with_logl, sky, px)
+    }
+    fn sums(self, c: &Comp, px: &Pixels, j: usize) -> Sums {
+        Portable.sums(c, px, j)
+    }
+}
+
+/// AVX2 versions of the three passes (same arithmetic as the portable ones).
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{lane_sum, Comp, EStep, Sums, EXP5_C, L, MAGIC};
+    use std::arch::x86_64::*;
+
+    #[inline(always)]
+    fn load(x: &[f64]) -> __m256d {
+        let x = &x[..4];
+        // SAFETY: `x` has 4 elements (unaligned load is allowed); only inlined into the
+        // `avx2,fma` kernels of this module, which run only after CPU detection.
+        unsafe { _mm256_loadu_pd(x.as_ptr()) }
+    }
+
+    #[inline(always)]
+    fn store(x: &mut [f64], a: __m256d) {
+        let x = &mut x[..4];
+        // SAFETY: as in `load`.
+        unsafe { _mm256_storeu_pd(x.as_mut_ptr(), a) }
+    }
+
+    #[inline(always)]
+    fn to_array(a: __m256d) -> [f64; 4] {
+        let mut out = [0.0; 4];
+        store(&mut out, a);
+        out
+    }
+
+    /// `table[idx]` for 64-bit indices in `0..16`, the table held in four registers: a
+    /// cross-lane dword permute picks entry `idx & 3` of each register, two blends on bits 2
+    /// and 3 choose the register (cheaper than a gather).
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    fn lookup16(tab: &[__m256d; 4], idx: __m256i) -> __m256d {
+        let lo2 = _mm256_slli_epi64::<1>(_mm256_and_si256(idx, _mm256_set1_epi64x(3)));
+        let pair = _mm256_or_si256(
+            lo2,
+            _mm256_slli_epi64::<32>(_mm256_or_si256(lo2, _mm256_set1_epi64x(1))),
+        );
+        let pick = |t: __m256d| {
+            _mm256_castsi256_pd(_mm256_permutevar8x32_epi32(_mm256_castpd_si256(t), pair))
+        };
+        let (t0, t1, t2, t3) = (pick(tab[0]), pick(tab[1]), pick(tab[2]), pick(tab[3]));
+        // blendv selects on the sign bit: move bit 2 (bit 3) of the index there
+        let b2 = _mm256_castsi256_pd(_mm256_slli_epi64::<61>(idx));
+        let b3 = _mm256_castsi256_pd(_mm256_slli_epi64::<60>(idx));
+        let r01 = _mm256_blendv_pd(t0, t1, b2);
+        let r23 = _mm256_blendv_pd(t2, t3, b2);
+        _mm256_blendv_pd(r01, r23, b3)
+    }
+
+    /// Pass 1 for V2 (`exp5_smooth` with its table), 4 pixels at a time.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub(super) fn values_v2(
+        table: &'static [f64; 16],
+        c: &Comp,
+        area: f64,
+        first: bool,
+        with_logl: bool,
+        v: &[f64],
+        u: &[f64],
+        g: &mut [f64],
+        gsum: &mut [f64],
+        logl: &mut [f64],
+    ) {
+        let np = v.len();
+        let (u, g, gsum, logl) = (&u[..np], &mut g[..np], &mut gsum[..np], &mut logl[..np]);
+        let nb = np / 4 * 4;
+        let (row, col) = (_mm256_set1_pd(c.row), _mm256_set1_pd(c.col));
+        let (dcc, drr, drc2) = (
+            _mm256_set1_pd(c.dcc),
+            _mm256_set1_pd(c.drr),
+            _mm256_set1_pd(2.0 * c.drc),
+        );
+        let (pnorm, varea, lc) = (
+            _mm256_set1_pd(c.pnorm),
+            _mm256_set1_pd(area),
+            _mm256_set1_pd(c.lc),
+        );
+        let (half, mhalf) = (_mm256_set1_pd(0.5), _mm256_set1_pd(-0.5));
+        let (lo, zero, c25) = (
+            _mm256_set1_pd(-12.5),
+            _mm256_setzero_pd(),
+            _mm256_set1_pd(25.0),
+        );
+        let magic = _mm256_set1_pd(MAGIC);
+        let mask15 = _mm256_set1_epi64x(15);
+        let k: [__m256d; 6] = std::array::from_fn(|i| _mm256_set1_pd(EXP5_C[i]));
+        let tab: [__m256d; 4] = std::array::from_fn(|q| load(&table[4 * q..]));
+        let chunks = v[..nb]
+            .chunks_exact(4)
+            .zip(u[..nb].chunks_exact(4))
+            .zip(g[..nb].chunks_exact_mut(4))
+            .zip(gsum[..nb].chunks_exact_mut(4))
+            .zip(logl[..nb].chunks_exact_mut(4));
+        for ((((vb, ub), gb), sb), lb) in chunks {
+            let vd = _mm256_sub_pd(load(vb), row);
+            let ud = _mm256_sub_pd(load(ub), col);
+            let v2 = _mm256_mul_pd(vd, vd);
+            let u2 = _mm256_mul_pd(ud, ud);
+            let uv = _mm256_mul_pd(ud, vd);
+            let chi2 = _mm256_fnmadd_pd(drc2, uv, _mm256_fmadd_pd(dcc, v2, _mm256_mul_pd(drr, u2)));
+            // clamp(-0.5 chi2, -12.5, 0)
+            let x = _mm256_max_pd(_mm256_min_pd(_mm256_mul_pd(mhalf, chi2), zero), lo);
+            let it = _mm256_round_pd::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(_mm256_sub_pd(
+                x, half,
+            ));
+            let f = _mm256_sub_pd(x, it);
+            let mut p = k[5];
+            p = _mm256_fmadd_pd(f, p, k[4]);
+            p = _mm256_fmadd_pd(f, p, k[3]);
+            p = _mm256_fmadd_pd(f, p, k[2]);
+            p = _mm256_fmadd_pd(f, p, k[1]);
+            p = _mm256_fmadd_pd(f, p, k[0]);
+            let idx = _mm256_and_si256(_mm256_castpd_si256(_mm256_sub_pd(magic, it)), mask15);
+            let e = _mm256_mul_pd(lookup16(&tab, idx), p);
+            let inside = _mm256_and_pd(
+                _mm256_cmp_pd::<_CMP_LT_OQ>(chi2, c25),
+                _mm256_cmp_pd::<_CMP_GE_OQ>(chi2, zero),
+            );
+            let val = _mm256_and_pd(inside, _mm256_mul_pd(_mm256_mul_pd(pnorm, e), varea));
+            store(gb, val);
+            let g0 = if first { zero } else { load(sb) };
+            store(sb, _mm256_add_pd(g0, val));
+            if with_logl {
+                let l0 = if first { zero } else { load(lb) };
+                let lt = _mm256_fnmadd_pd(half, chi2, lc);
+                store(lb, _mm256_fmadd_pd(val, lt, l0));
+            }
+        }
+        if nb < np {
+            super::estep_values(
+                super::KernV2(table),
+                c,
+                area,
+                first,
+                with_logl,
+                &v[nb..],
+                &u[nb..],
+                &mut g[nb..],
+                &mut gsum[nb..],
+                &mut logl[nb..],
+            );
+        }
+    }
+
+    /// Pass 1 for V1 (fmath `expd`, no pixel area, no likelihood), 4 pixels at a time.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub(super) fn values_v1(
+        table: &'static [u64; 2048],
+        c: &Comp,
+        first: bool,
+        v: &[f64],
+        u: &[f64],
+        g: &mut [f64],
+        gsum: &mut [f64],
+    ) {
+        use super::fmath::*;
+        let np = v.len();
+        let (u, g, gsum) = (&u[..np], &mut g[..np], &mut gsum[..np]);
+        let nb = np / 4 * 4;
+        let (row, col) = (_mm256_set1_pd(c.row), _mm256_set1_pd(c.col));
+        let (dcc, drr, drc2) = (
+            _mm256_set1_pd(c.dcc),
+            _mm256_set1_pd(c.drr),
+            _mm256_set1_pd(2.0 * c.drc),
+        );
+        let pnorm = _mm256_set1_pd(c.pnorm);
+        let mhalf = _mm256_set1_pd(-0.5);
+        let (lo, zero, c25) = (
+            _mm256_set1_pd(-12.5),
+            _mm256_setzero_pd(),
+            _mm256_set1_pd(25.0),
+        );
+        let (a, b, ra) = (_mm256_set1_pd(A), _mm256_set1_pd(B), _mm256_set1_pd(RA));
+        let (c1, c2, c3) = (_mm256_set1_pd(C1), _mm256_set1_pd(C2), _mm256_set1_pd(C3));
+        let (mask, adj) = (_mm256_set1_epi64x(2047), _mm256_set1_epi64x(ADJ as i64));
+        let chunks = v[..nb]
+            .chunks_exact(4)
+            .zip(u[..nb].chunks_exact(4))
+            .zip(g[..nb].chunks_exact_mut(4))
+            .zip(gsum[..nb].chunks_exact_mut(4));
+        for (((vb, ub), gb), sb) in chunks {
+            let vd = _mm256_sub_pd(load(vb), row);
+            let ud = _mm256_sub_pd(load(ub), col);
+            let v2 = _mm256_mul_pd(vd, vd);
+            let u2 = _mm256_mul_pd(ud, ud);
+            let uv = _mm256_mul_pd(ud, vd);
+            let chi2 = _mm256_fnmadd_pd(drc2, uv, _mm256_fmadd_pd(dcc, v2, _mm256_mul_pd(drr, u2)));
+            let x = _mm256_max_pd(_mm256_min_pd(_mm256_mul_pd(mhalf, chi2), zero), lo);
+            // fmath expd
+            let d = _mm256_fmadd_pd(x, a, b);
+            let i = _mm256_castpd_si256(d);
+            // SAFETY: indices are masked to 0..2048 and `table` has 2048 entries.
+            let iax = unsafe {
+                _mm256_i64gather_epi64::<8>(table.as_ptr() as *const i64, _mm256_and_si256(i, mask))
+            };
+            let t = _mm256_fmsub_pd(_mm256_sub_pd(d, b), ra, x);
+            let uu = _mm256_slli_epi64::<52>(_mm256_srli_epi64::<11>(_mm256_add_epi64(i, adj)));
+            let y = _mm256_add_pd(
+                _mm256_fmsub_pd(
+                    _mm256_mul_pd(_mm256_sub_pd(c3, t), _mm256_mul_pd(t, t)),
+                    c2,
+                    t,
+                ),
+                c1,
+            );
+            let e = _mm256_mul_pd(_mm256_castsi256_pd(_mm256_or_si256(uu, iax)), y);
+            let inside = _mm256_and_pd(
+                _mm256_cmp_pd::<_CMP_LT_OQ>(chi2, c25),
+                _mm256_cmp_pd::<_CMP_GE_OQ>(chi2, zero),
+            );
+            // V1 has no pixel area: pnorm * e * 1.0 == pnorm * e
+            let val = _mm256_and_pd(inside, _mm256_mul_pd(pnorm, e));
+            store(gb, val);
+            let g0 = if first { zero } else { load(sb) };
+            store(sb, _mm256_add_pd(g0, val));
+        }
+        if nb < np {
+            let mut scratch = [0.0; 4];
+            super::estep_values(
+                super::KernV1(table),
+                c,
+                1.0,
+                first,
+                false,
+                &v[nb..],
+                &u[nb..],
+                &mut g[nb..],
+                &mut gsum[nb..],
+                &mut scratch[..np - nb],
+            );
+        }
+    }
+
+    /// Pass 2.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub(super) fn factors(
+        with_logl: bool,
+        sky: f64,
+        d: &[f64],
+        gsum: &[f64],
+        logl: &[f64],
+        f: &mut [f64],
+    ) -> EStep {
+        let np = d.len();
+        let (gsum, logl, f) = (&gsum[..np], &logl[..np], &mut f[..np]);
+        let nb = np / L * L;
+        let (vsky, one, zero) = (
+            _mm256_set1_pd(sky),
+            _mm256_set1_pd(1.0),
+            _mm256_setzero_pd(),
+        );
+        let (mut skys, mut els, mut zmask) = (zero, zero, zero);
+        let chunks = gsum[..nb]
+            .chunks_exact(4)
+            .zip(d[..nb].chunks_exact(4))
+            .zip(logl[..nb].chunks_exact(4))
+            .zip(f[..nb].chunks_exact_mut(4));
+        for (((gb, db), lb), fb) in chunks {
+            let gs = load(gb);
+            let gtot = _mm256_add_pd(gs, vsky);
+            zmask = _mm256_or_pd(zmask, _mm256_cmp_pd::<_CMP_EQ_OQ>(gtot, zero));
+            if with_logl {
+                let t = _mm256_mul_pd(load(lb), _mm256_div_pd(one, gs));
+                els = _mm256_add_pd(
+                    els,
+                    _mm256_andnot_pd(_mm256_cmp_pd::<_CMP_EQ_OQ>(gs, zero), t),
+                );
+            }
+            let fi = _mm256_mul_pd(load(db), _mm256_div_pd(one, gtot));
+            skys = _mm256_fmadd_pd(vsky, fi, skys);
+            store(fb, fi);
+        }
+        let (mut skys, mut els) = (to_array(skys), to_array(els));
+        let mut zero_hit = _mm256_movemask_pd(zmask) != 0;
+        for i in nb..np {
+            let gs = gsum[i];
+            let gtot = gs + sky;
+            zero_hit |= gtot == 0.0;
+            if with_logl {
+                els[0] += if gs == 0.0 { 0.0 } else { logl[i] * (1.0 / gs) };
+            }
+            let fi = d[i] * (1.0 / gtot);
+            skys[0] = sky.mul_add(fi, skys[0]);
+            f[i] = fi;
+        }
+        EStep {
+            skysum: lane_sum(&skys),
+            elogl: lane_sum(&els),
+            gtot_zero: zero_hit,
+        }
+    }
+
+    /// Pass 3.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub(super) fn sums(c: &Comp, v: &[f64], u: &[f64], g: &[f64], f: &[f64]) -> Sums {
+        let np = v.len();
+        let (u, g, f) = (&u[..np], &g[..np], &f[..np]);
+        let nb = np / L * L;
+        let (row, col) = (_mm256_set1_pd(c.row), _mm256_set1_pd(c.col));
+        let mut a = [_mm256_setzero_pd(); 6];
+        let chunks = v[..nb]
+            .chunks_exact(4)
+            .zip(u[..nb].chunks_exact(4))
+            .zip(g[..nb].chunks_exact(4))
+            .zip(f[..nb].chunks_exact(4));
+        for (((vb, ub), gb), fb) in chunks {
+            let vv = load(vb);
+            let uu = load(ub);
+            let w = _mm256_mul_pd(load(gb), load(fb));
+            let vd = _mm256_sub_pd(vv, row);
+            let ud = _mm256_sub_pd(uu, col);
+            a[0] = _mm256_add_pd(a[0], w);
+            a[1] = _mm256_fmadd_pd(vv, w, a[1]);
+            a[2] = _mm256_fmadd_pd(uu, w, a[2]);
+            a[3] = _mm256_fmadd_pd(_mm256_mul_pd(vd, vd), w, a[3]);
+            a[4] = _mm256_fmadd_pd(_mm256_mul_pd(ud, vd), w, a[4]);
+            a[5] = _mm256_fmadd_pd(_mm256_mul_pd(ud, ud), w, a[5]);
+        }
+        let mut acc: [[f64; L]; 6] = std::array::from_fn(|j| to_array(a[j]));
+        for i in nb..np {
+            super::sums_lane(c, (v[i], u[i], g[i], f[i]), &mut acc, 0);
+        }
+        std::array::from_fn(|j| lane_sum(&acc[j]))
+    }
+}
+
 /// The E step: Gaussian values, responsibilities and weighted sums.
 #[inline(always)]
-fn estep<const N: usize, K: EmKernel>(
+fn estep<const N: usize, K: EmKernel, I: Isa>(
+    isa: I,
     k: K,
+    with_logl: bool,
     comps: &[Comp; N],
     sky: f64,
     area: f64,
     px: &mut Pixels,
     sums: &mut [Sums; N],
 ) -> EStep {
-    let np = px.v.len();
-    let v = &px.v[..np];
-    let u = &px.u[..np];
-    let d = &px.d[..np];
-    let gsum = &mut px.gsum[..np];
-    let logl = &mut px.logl[..np];
-    let f = &mut px.f[..np];
-    gsum.fill(0.0);
-    if K::LOGL {
-        logl.fill(0.0);
+    for (j, c) in comps.iter().enumerate() {
+        isa.values(k, c, area, j == 0, with_logl, px, j);
     }
-    // pass 1: values (element-wise over pixels, vectorises)
-    for (c, g) in comps.iter().zip(px.g.chunks_exact_mut(np)) {
-        let g = &mut g[..np];
-        for i in 0..np {
-            let vd = v[i] - c.row;
-            let ud = u[i] - c.col;
-            let v2 = vd * vd;
-            let u2 = ud * ud;
-            let uv = ud * vd;
-            let chi2 = c.dcc * v2 + c.drr * u2 - 2.0 * c.drc * uv;
-            let x = (-0.5 * chi2).clamp(-12.5, 0.0);
-            let e = k.exp(x);
-            let inside = (chi2 < 25.0) & (chi2 >= 0.0);
-            let val = if inside { c.pnorm * e * area } else { 0.0 };
-            g[i] = val;
-            gsum[i] += val;
-            if K::LOGL {
-                logl[i] += val * (c.lc - 0.5 * chi2);
-            }
-        }
+    let es = isa.factors(with_logl, sky, px);
+    for (j, (c, s)) in comps.iter().zip(sums.iter_mut()).enumerate() {
+        *s = isa.sums(c, px, j);
     }
-    // pass 2: responsibilities, sky and likelihood sums
-    let mut skys = [0.0; L];
-    let mut els = [0.0; L];
-    let mut zero = false;
-    let nb = np / L * L;
-    let mut pix2 = |i: usize, l: usize, skys: &mut [f64; L], els: &mut [f64; L], zero: &mut bool| {
-        let gs = gsum[i];
-        let gtot = gs + sky;
-        *zero |= gtot == 0.0;
-        if K::LOGL {
-            els[l] += if gs == 0.0 { 0.0 } else { logl[i] * (1.0 / gs) };
-        }
-        skys[l] += sky * d[i] / gtot;
-        f[i] = d[i] / gtot;
-    };
-    for i0 in (0..nb).step_by(L) {
-        for l in 0..L {
-            pix2(i0 + l, l, &mut skys, &mut els, &mut zero);
-        }
-    }
-    for i in nb..np {
-        pix2(i, 0, &mut skys, &mut els, &mut zero);
-    }
-    // pass 3: weighted sums per Gaussian
-    let f = &px.f[..np];
-    for ((c, g), s) in comps.iter().zip(px.g.chunks_exact(np)).zip(sums.iter_mut()) {
-        let g = &g[..np];
-        let mut acc = [[0.0; L]; 6];
-        let pix3 = |i: usize, l: usize, acc: &mut [[f64; L]; 6]| {
-            let gi = g[i];
-            let fi = f[i];
-            let vd = v[i] - c.row;
-            let ud = u[i] - c.col;
-            acc[0][l] += gi * fi;
-            acc[1][l] += (v[i] * gi) * fi;
-            acc[2][l] += (u[i] * gi) * fi;
-            acc[3][l] += (vd * vd * gi) * fi;
-            acc[4][l] += (ud * vd * gi) * fi;
-            acc[5][l] += (ud * ud * gi) * fi;
-        };
-        for i0 in (0..nb).step_by(L) {
-            for l in 0..L {
-                pix3(i0 + l, l, &mut acc);
-            }
-        }
-        for i in nb..np {
-            pix3(i, 0, &mut acc);
-        }
-        for (sj, aj) in s.iter_mut().zip(acc.iter()) {
-            *sj = lane_sum(aj);
-        }
-    }
-    EStep {
-        skysum: lane_sum(&skys),
-        elogl: lane_sum(&els),
-        gtot_zero: zero,
-    }
+    es
 }
 
 /// Internal outcome of the iteration loop.
@@ -431,7 +1065,14 @@ fn mstep_v1(sums: &Sums) -> GResult<Gauss2D> {
         return Err(GMixError::Range("EM: division by zero (p = 0)"));
     }
     let pinv = 1.0 / p;
-    Gauss2D::new(p, sums[1] * pinv, sums[2] * pinv, sums[3] * pinv, sums[4] * pinv, sums[5] * pinv)
+    Gauss2D::new(
+        p,
+        sums[1] * pinv,
+        sums[2] * pinv,
+        sums[3] * pinv,
+        sums[4] * pinv,
+        sums[5] * pinv,
+    )
 }
 
 /// M step of V2: ratios, negative variances clamped, low determinants rounded.
@@ -459,9 +1100,37 @@ fn mstep_v2(sums: &Sums) -> GResult<Gauss2D> {
     Gauss2D::new(p, v, u, irr, irc, icc)
 }
 
+/// ngmix `gmix_get_e1e2T` (as [`GMix::e1e2t`], without building a mixture); `None` for zero
+/// total flux or `T <= 0`.
+fn e1e2t(gs: &[Gauss2D]) -> Option<(f64, f64, f64)> {
+    let (mut r, mut c, mut ps) = (0.0, 0.0, 0.0);
+    for g in gs {
+        r += g.p * g.row;
+        c += g.p * g.col;
+        ps += g.p;
+    }
+    if ps == 0.0 {
+        return None;
+    }
+    let (r0, c0) = (r / ps, c / ps);
+    let (mut irr, mut irc, mut icc) = (0.0, 0.0, 0.0);
+    for g in gs {
+        let (dr, dc) = (g.row - r0, g.col - c0);
+        irr += g.p * (g.irr + dr * dr);
+        irc += g.p * (g.irc + dr * dc);
+        icc += g.p * (g.icc + dc * dc);
+    }
+    let tsum = irr + icc;
+    if !(tsum > 0.0) {
+        return None;
+    }
+    Some(((icc - irr) / tsum, 2.0 * irc / tsum, tsum / ps))
+}
+
 /// The EM iterations for `N` Gaussians.
 #[inline(always)]
-fn run_loop<const N: usize, K: EmKernel>(
+fn run_loop<const N: usize, K: EmKernel, I: Isa>(
+    isa: I,
     k: K,
     guess: &[Gauss2D],
     lp: LoopPars,
@@ -483,7 +1152,9 @@ fn run_loop<const N: usize, K: EmKernel>(
     };
     for i in 0..lp.maxiter {
         let comps: [Comp; N] = std::array::from_fn(|j| Comp::new(&gauss[j]));
-        let es = estep::<N, K>(k, &comps, sky, lp.area, px, &mut sums);
+        // V2: the likelihood statistic is only used from iteration `miniter - 1` on
+        let with_logl = K::LOGL && i + 2 >= lp.miniter;
+        let es = estep::<N, K, I>(isa, k, with_logl, &comps, sky, lp.area, px, &mut sums);
         if es.gtot_zero {
             return fail(&gauss, i + 1, fdiff, sky);
         }
@@ -515,10 +1186,8 @@ fn run_loop<const N: usize, K: EmKernel>(
             elogl_last = es.elogl;
         } else {
             sky = es.skysum / lp.total_area;
-            let gm = GMix::from_gaussians(gauss.to_vec());
-            let (e1, e2, t) = match gm.e1e2t() {
-                Ok(x) => x,
-                Err(_) => return fail(&gauss, numiter, fdiff, sky),
+            let Some((e1, e2, t)) = e1e2t(&gauss) else {
+                return fail(&gauss, numiter, fdiff, sky);
             };
             fdiff = ((t - t_last) / t).abs();
             if fdiff < lp.tol && (e1 - e1_last).abs() < lp.tol && (e2 - e2_last).abs() < lp.tol {
@@ -536,38 +1205,28 @@ fn run_loop<const N: usize, K: EmKernel>(
     }
 }
 
-/// `run_loop` compiled for the baseline target.
+/// `run_loop` with the portable passes, compiled for the baseline target.
 fn run_loop_base<const N: usize, K: EmKernel>(
     k: K,
     guess: &[Gauss2D],
     lp: LoopPars,
     px: &mut Pixels,
 ) -> Outcome {
-    run_loop::<N, K>(k, guess, lp, px)
+    run_loop::<N, K, Portable>(Portable, k, guess, lp, px)
 }
 
-/// `run_loop` compiled with AVX2 and FMA enabled (no explicit FMA is used, so the arithmetic,
-/// hence the result, is the same as [`run_loop_base`]).
+/// `run_loop` with the AVX2 passes, the rest compiled with AVX2 and FMA enabled (the result is
+/// the same as [`run_loop_base`]'s).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn run_loop_avx2<const N: usize, K: EmKernel>(
+    isa: Avx2,
     k: K,
     guess: &[Gauss2D],
     lp: LoopPars,
     px: &mut Pixels,
 ) -> Outcome {
-    run_loop::<N, K>(k, guess, lp, px)
-}
-
-fn has_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    run_loop::<N, K, Avx2>(isa, k, guess, lp, px)
 }
 
 fn dispatch_isa<const N: usize, K: EmKernel>(
@@ -575,12 +1234,12 @@ fn dispatch_isa<const N: usize, K: EmKernel>(
     guess: &[Gauss2D],
     lp: LoopPars,
     px: &mut Pixels,
-    simd: bool,
+    simd: Option<Avx2>,
 ) -> Outcome {
     #[cfg(target_arch = "x86_64")]
-    if simd {
-        // SAFETY: `simd` is only true when the CPU reports AVX2 and FMA (`has_avx2`).
-        return unsafe { run_loop_avx2::<N, K>(k, guess, lp, px) };
+    if let Some(isa) = simd {
+        // SAFETY: an `Avx2` value exists only if the CPU has AVX2 and FMA (`Avx2::detect`).
+        return unsafe { run_loop_avx2::<N, K>(isa, k, guess, lp, px) };
     }
     let _ = simd;
     run_loop_base::<N, K>(k, guess, lp, px)
@@ -591,7 +1250,7 @@ fn dispatch_n<K: EmKernel>(
     guess: &[Gauss2D],
     lp: LoopPars,
     px: &mut Pixels,
-    simd: bool,
+    simd: Option<Avx2>,
 ) -> Outcome {
     match guess.len() {
         1 => dispatch_isa::<1, K>(k, guess, lp, px, simd),
@@ -614,7 +1273,7 @@ pub struct EmFitter {
     sky_image: f64,
     counts: f64,
     area: f64,
-    simd: bool,
+    simd: Option<Avx2>,
 }
 
 impl EmFitter {
@@ -622,9 +1281,17 @@ impl EmFitter {
     ///
     /// # Errors
     /// [`GMixError::Fatal`] if `image.len() != nrow * ncol` or the image is empty.
-    pub fn new(image: &[f64], nrow: usize, ncol: usize, jac: &Jacobian, cfg: &EmConfig) -> GResult<Self> {
+    pub fn new(
+        image: &[f64],
+        nrow: usize,
+        ncol: usize,
+        jac: &Jacobian,
+        cfg: &EmConfig,
+    ) -> GResult<Self> {
         if nrow == 0 || ncol == 0 || image.len() != nrow * ncol {
-            return Err(GMixError::Fatal("EM: image size does not match nrow x ncol"));
+            return Err(GMixError::Fatal(
+                "EM: image size does not match nrow x ncol",
+            ));
         }
         let (im, sky_image) = match cfg.sky {
             Some(s) => (image.to_vec(), s),
@@ -659,7 +1326,7 @@ impl EmFitter {
             sky_image,
             counts,
             area: jac.area(),
-            simd: has_avx2(),
+            simd: Avx2::detect(),
         })
     }
 
@@ -690,7 +1357,13 @@ impl EmFitter {
                     area: 1.0,
                     total_area: npix * self.area,
                 };
-                dispatch_n(KernV1, guess.gaussians(), lp, &mut self.px, self.simd)
+                dispatch_n(
+                    KernV1(fmath_table()),
+                    guess.gaussians(),
+                    lp,
+                    &mut self.px,
+                    self.simd,
+                )
             }
             EmVariant::V2 => {
                 let lp = LoopPars {
@@ -702,7 +1375,13 @@ impl EmFitter {
                     area: self.area,
                     total_area: npix * self.area,
                 };
-                dispatch_n(KernV2(exp_neg_int_table()), guess.gaussians(), lp, &mut self.px, self.simd)
+                dispatch_n(
+                    KernV2(exp_neg_int_table()),
+                    guess.gaussians(),
+                    lp,
+                    &mut self.px,
+                    self.simd,
+                )
             }
         };
         let sky = match variant {
@@ -743,10 +1422,10 @@ impl EmFitter {
         self.sky_image
     }
 
-    /// Force the portable code path (for testing that the SIMD path gives the same result).
-    #[doc(hidden)]
+    /// Use the AVX2 kernels when the CPU has AVX2 and FMA (`true`, the default) or the portable
+    /// code (`false`). The results are bit-identical; this is for tests and benchmarks.
     pub fn set_simd(&mut self, on: bool) {
-        self.simd = on && has_avx2();
+        self.simd = if on { Avx2::detect() } else { None };
     }
 }
 
@@ -785,8 +1464,18 @@ const EM2_PGUESS: [f64; 2] = [0.596510042804182, 0.4034898268889178];
 const EM2_FGUESS: [f64; 2] = [0.5793612389470884, 1.621860687127999];
 const EM3_PGUESS: [f64; 3] = [0.596510042804182, 0.4034898268889178, 1.303069003078001e-07];
 const EM3_FGUESS: [f64; 3] = [0.5793612389470884, 1.621860687127999, 7.019347162356363];
-const EM4_PGUESS: [f64; 4] = [0.596510042804182, 0.4034898268889178, 1.303069003078001e-07, 1.0e-8];
-const EM4_FGUESS: [f64; 4] = [0.5793612389470884, 1.621860687127999, 7.019347162356363, 16.0];
+const EM4_PGUESS: [f64; 4] = [
+    0.596510042804182,
+    0.4034898268889178,
+    1.303069003078001e-07,
+    1.0e-8,
+];
+const EM4_FGUESS: [f64; 4] = [
+    0.5793612389470884,
+    1.621860687127999,
+    7.019347162356363,
+    16.0,
+];
 
 /// Random starting mixture of ngmix v1.3.5's `EMRunner` (`_get_em_guess_{1,2,3,4}gauss`), with
 /// the amplitudes multiplied by `flux` (ngmix: `flux = 1`). Sizes scale with
@@ -800,7 +1489,12 @@ const EM4_FGUESS: [f64; 4] = [0.5793612389470884, 1.621860687127999, 7.019347162
 ///
 /// # Errors
 /// [`GMixError::Range`] for `ngauss` outside 1..=4 or an invalid size (`tguess <= 0`).
-pub fn em_guess<R: rand_core::Rng + ?Sized>(ngauss: usize, tguess: f64, flux: f64, rng: &mut R) -> GResult<GMix> {
+pub fn em_guess<R: rand_core::Rng + ?Sized>(
+    ngauss: usize,
+    tguess: f64,
+    flux: f64,
+    rng: &mut R,
+) -> GResult<GMix> {
     let s2 = tguess / 2.0;
     let mut pars: Vec<f64> = Vec::with_capacity(6 * ngauss);
     match ngauss {
@@ -880,15 +1574,33 @@ pub fn fit_em_ntry<R: rand_core::Rng + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gmix::fastexp::exp5_smooth;
+    use crate::gmix::fastexp::{exp5_smooth, expd_fmath};
 
+    /// The kernels' exps are ngmix's functions evaluated with fused multiply-adds: `exp5` within
+    /// 2 ulp of the plain evaluation (`fastexp`); `expd` (whose reduction step gains accuracy from
+    /// the fused form) as accurate as the plain one, i.e. an accurate exp.
     #[test]
-    fn kernel_exp5_matches_fastexp() {
-        let k = KernV2(exp_neg_int_table());
+    fn kernel_exps_match_fastexp() {
+        let k1 = KernV1(fmath_table());
+        let k2 = KernV2(exp_neg_int_table());
+        let (mut w1, mut w1ref, mut w2): (f64, f64, f64) = (0.0, 0.0, 0.0);
         for j in 0..=125_000 {
             let x = -12.5 * j as f64 / 125_000.0;
-            assert_eq!(k.exp(x).to_bits(), exp5_smooth(x).to_bits(), "x = {x}");
+            w1 = w1.max((k1.exp(x) / x.exp() - 1.0).abs());
+            w1ref = w1ref.max((expd_fmath(x) / x.exp() - 1.0).abs());
+            w2 = w2.max((k2.exp(x) / exp5_smooth(x) - 1.0).abs());
         }
+        assert!(w1 <= w1ref.max(1e-15), "expd: {w1:e} (plain {w1ref:e})");
+        assert!(w2 <= 4.5e-16, "exp5: {w2:e}");
+    }
+
+    #[test]
+    fn e1e2t_matches_gmix() {
+        let gm = GMix::from_full_pars(&[
+            0.5, 0.1, -0.2, 0.3, 0.02, 0.25, 0.4, -0.05, 0.1, 0.9, -0.1, 1.1,
+        ])
+        .unwrap();
+        assert_eq!(e1e2t(gm.gaussians()), gm.e1e2t().ok());
     }
 
     #[test]
