@@ -21,7 +21,7 @@
 //! 2.4.2 adds [`ADMOM_RANGE_ERROR`] 0x80 and [`ADMOM_NONPOS_SHAPE_VAR`] 0x100.
 
 use crate::error::{GMixError, GResult};
-use crate::gmix::fastexp::{exp5_smooth, expd_fmath};
+use crate::gmix::fastexp::{apodize, exp5_smooth, expd_fmath};
 use crate::gmix::gauss::LOW_DETVAL;
 use crate::gmix::models::{Model, SimpleKind};
 use crate::gmix::shape::e1e2_to_g1g2;
@@ -260,20 +260,12 @@ impl Wt {
             AdmomVariant::V2 => {
                 let mut val = self.pnorm * exp5_smooth(-0.5 * chi2) * area;
                 if chi2 > 20.0 {
-                    val *= apod_window(chi2);
+                    val *= apodize(chi2);
                 }
                 val
             }
         }
     }
-}
-
-/// ngmix 2.4.2 `apod_window` (same arithmetic).
-#[inline]
-fn apod_window(chi2: f64) -> f64 {
-    const IWIDTH: f64 = 1.0 / (25.0 - 20.0);
-    let u = (25.0 - chi2) * IWIDTH;
-    u * u * u * (10.0 + u * (-15.0 + 6.0 * u))
 }
 
 /// Running sums of one pass.
@@ -728,11 +720,5 @@ mod tests {
         let e = ratio_error(2.0, 4.0, 0.04, 0.16, 0.0);
         // (a/b)^2 (va/a^2 + vb/b^2) = 0.25 * (0.01 + 0.01)
         assert!((e - (0.25f64 * 0.02).sqrt()).abs() < 1e-15);
-    }
-
-    #[test]
-    fn apod_window_ends() {
-        assert_eq!(apod_window(25.0), 0.0);
-        assert_eq!(apod_window(20.0), 1.0);
     }
 }
