@@ -17,9 +17,12 @@
 //! * A Gaussian is `[p, row, col, irr, irc, icc]` in sky units (`row` is `v`, `col` is `u`);
 //!   `p` is its integrated flux.
 //! * Simple model parameters are `[row, col, g1, g2, T, flux_0, .., flux_{nband-1}]`, in arcsec,
-//!   arcsec² and *surface-brightness* flux units: the model is sampled at pixel centres and
-//!   multiplied by the pixel area (ngmix does not integrate over the pixel), so a flux in these
-//!   units is `pixel sum × pixel area`.
+//!   arcsec² and the flux units of the ngmix generation being reproduced. ngmix samples the model
+//!   at pixel centres (it does not integrate over the pixel). ngmix v1.3.5, which ngmixer ran and
+//!   which the fitters here follow by default, evaluates a Gaussian per unit sky area without a
+//!   pixel-area factor, so its fluxes are `pixel sum × pixel area` (surface-brightness units);
+//!   ngmix 2.x multiplies by the pixel area, so its fluxes are pixel sums. The kernels select
+//!   this with their evaluation policy (`fitting::kernel::Eval::AREA`).
 //! * `e1 > 0` elongates along columns (`u`): `icc > irr`.
 //!
 //! ## Features

@@ -43,7 +43,7 @@ fn build_obs(fit: &Value) -> MultiBandObs {
                 let rows = b["image"].as_array().unwrap();
                 let nrow = rows.len();
                 let ncol = rows[0].as_array().unwrap().len();
-                let data: Vec<f64> = rows.iter().flat_map(|r| vecf(r)).collect();
+                let data: Vec<f64> = rows.iter().flat_map(vecf).collect();
                 let im = Array2::from_shape_vec((nrow, ncol), data).unwrap();
                 let s = f(&b["noise_sigma"]);
                 let wt = Array2::from_elem((nrow, ncol), 1.0 / (s * s));
@@ -52,7 +52,7 @@ fn build_obs(fit: &Value) -> MultiBandObs {
                     .as_array()
                     .unwrap()
                     .iter()
-                    .flat_map(|g| vecf(g))
+                    .flat_map(vecf)
                     .collect();
                 let psf_gmix = GMix::from_full_pars(&psf_pars).unwrap();
                 let mut psf = Observation::with_unit_weight(Array2::zeros((3, 3)), j).unwrap();
