@@ -49,6 +49,7 @@ pub mod obs;
 pub mod output;
 pub mod priors;
 pub mod rng;
+pub mod sim;
 pub mod systems;
 pub mod traits;
 

@@ -4,12 +4,11 @@
 use crate::backends::medsio::{IoSettings, Region};
 use crate::config::{
     CenPriorSpec, FittingConfig, GPriorSpec, GalaxyModel, MaxFrac, ModelPriorSpec,
-    PsfModel as CfgPsfModel, Region as CfgRegion, ScalarPrior,
+    Region as CfgRegion, ScalarPrior,
 };
 use crate::error::{Error, Result};
 use crate::fitter::{FitterSettings, GalModel};
-use crate::fitting::boot::{PsfFitConfig, PsfModel};
-use crate::fitting::em::EmConfig;
+use crate::fitting::boot::psf_fit_config;
 use crate::fitting::lm::LmPars;
 use crate::priors::{CenPrior, GMixND, PriorSimpleSep, ShapePrior, TPrior};
 
@@ -105,34 +104,13 @@ pub fn fitter_settings(cfg: &FittingConfig, nband: usize) -> Result<FitterSettin
         };
         models.push((gm, prior));
     }
-    let psf_model = match cfg.psf_pars.model {
-        CfgPsfModel::Em1 => PsfModel::Em(1),
-        CfgPsfModel::Em2 => PsfModel::Em(2),
-        CfgPsfModel::Em3 => PsfModel::Em(3),
-        other => {
-            return Err(cerr(
-                cfg,
-                format!(
-                    "psf_pars.model: '{}' is not supported yet (supported: em1, em2, em3)",
-                    other.as_str()
-                ),
-            ))
-        }
-    };
-    let (tol, maxiter) = cfg.psf_pars.em_settings();
-    let mut em = EmConfig::v1_psf();
-    em.tol = tol;
-    em.maxiter = maxiter as usize;
+    let psf = psf_fit_config(&cfg.psf_pars, cfg.min_psf_model_s2n)
+        .map_err(|m| cerr(cfg, format!("psf_pars: {m}")))?;
     let (maxfev, xtol, ftol) = cfg.max_pars.lm_pars.resolved(5 + nband);
     Ok(FitterSettings {
         nband,
         models,
-        psf: PsfFitConfig {
-            model: psf_model,
-            ntry: cfg.psf_pars.ntry.max(1) as usize,
-            em,
-            min_s2n: cfg.min_psf_model_s2n,
-        },
+        psf,
         lm: LmPars {
             maxfev: maxfev as usize,
             xtol,

@@ -66,6 +66,36 @@ pub struct PsfFitConfig {
     pub min_s2n: Option<f64>,
 }
 
+/// PSF-fit settings from the config's `psf_pars` (and `min_psf_model_s2n`); the error message
+/// names the offending value (the caller adds the file and key).
+pub fn psf_fit_config(
+    pars: &crate::config::PsfPars,
+    min_s2n: Option<f64>,
+) -> std::result::Result<PsfFitConfig, String> {
+    use crate::config::PsfModel as Cfg;
+    let model = match pars.model {
+        Cfg::Em1 => PsfModel::Em(1),
+        Cfg::Em2 => PsfModel::Em(2),
+        Cfg::Em3 => PsfModel::Em(3),
+        other => {
+            return Err(format!(
+                "model '{}' is not supported yet (supported: em1, em2, em3)",
+                other.as_str()
+            ))
+        }
+    };
+    let (tol, maxiter) = pars.em_settings();
+    let mut em = EmConfig::v1_psf();
+    em.tol = tol;
+    em.maxiter = maxiter as usize;
+    Ok(PsfFitConfig {
+        model,
+        ntry: pars.ntry.max(1) as usize,
+        em,
+        min_s2n,
+    })
+}
+
 /// Fit the PSF of one observation; on success the mixture is stored on the PSF observation
 /// with its total flux set to the PSF image sum (`psf_norm`).
 pub fn fit_one_psf<R: Rng + ?Sized>(

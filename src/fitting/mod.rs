@@ -6,3 +6,6 @@ pub mod em;
 pub mod kernel;
 pub mod lm;
 pub mod maxlike;
+
+pub mod cm;
+pub mod psf;

@@ -1,0 +1,1 @@
+//! Simulation of MEDS files for tests and demos (placeholder).
