@@ -198,4 +198,78 @@ mod tests {
         assert_eq!(apodize(25.0), 0.0);
         assert!(apodize(22.5) > 0.49 && apodize(22.5) < 0.51);
     }
+
+    /// `(p, p', p'')` of the degree-5 polynomial at `f`.
+    fn poly_derivs(f: f64) -> [f64; 3] {
+        let c = &EXP5_COEFFS;
+        let p = c[0] + f * (c[1] + f * (c[2] + f * (c[3] + f * (c[4] + f * c[5]))));
+        let d1 = c[1] + f * (2.0 * c[2] + f * (3.0 * c[3] + f * (4.0 * c[4] + f * 5.0 * c[5])));
+        let d2 = 2.0 * c[2] + f * (6.0 * c[3] + f * (12.0 * c[4] + f * 20.0 * c[5]));
+        [p, d1, d2]
+    }
+
+    #[test]
+    fn exp5_smooth_mean_error() {
+        // ngmix test_fastexp: the signed relative error averages below 1e-7 on [-15, 0] (it
+        // oscillates, so rendered models are not scaled)
+        let n = 150_000;
+        let mut sum = 0.0;
+        for k in 0..=n {
+            let x = -15.0 * k as f64 / n as f64;
+            sum += exp5_smooth(x) / x.exp() - 1.0;
+        }
+        let mean = sum / (n + 1) as f64;
+        assert!(mean.abs() < 1e-7, "mean {mean}");
+    }
+
+    #[test]
+    fn exp5_smooth_is_c2_at_breakpoints() {
+        // pieces meet at half-integers: e^(i-1) p(+1/2) on the left, e^i p(-1/2) on the right,
+        // so p^(k)(1/2) / e must equal p^(k)(-1/2) for k = 0, 1, 2 (ngmix: ratios within 1e-13)
+        let left = poly_derivs(0.5);
+        let right = poly_derivs(-0.5);
+        let e = std::f64::consts::E;
+        for k in 0..3 {
+            let ratio = (left[k] / e) / right[k];
+            assert!((ratio - 1.0).abs() < 1e-13, "derivative {k}: ratio {ratio}");
+        }
+        // and the function itself is continuous across every breakpoint in use
+        for i in 0..15 {
+            let b = -0.5 - i as f64;
+            let (lo, hi) = (exp5_smooth(b - 1e-12), exp5_smooth(b + 1e-12));
+            assert!((lo / hi - 1.0).abs() < 1e-10, "breakpoint {b}");
+        }
+    }
+
+    #[test]
+    fn apodize_is_smooth_and_decreasing() {
+        // ngmix test_fastexp: strictly decreasing on (20, 25), zero slope at both ends,
+        // derivative equal to a finite difference
+        let deriv = |x: f64| {
+            let u = (MAX_CHI2 - x) * APOD_IWIDTH;
+            -30.0 * u * u * (1.0 - u) * (1.0 - u) * APOD_IWIDTH
+        };
+        let mut prev = apodize(20.0);
+        for k in 1..=1000 {
+            let x = 20.0 + 5.0 * k as f64 / 1000.0;
+            let a = apodize(x);
+            assert!(a < prev || k == 1000 && a == 0.0, "not decreasing at {x}");
+            prev = a;
+        }
+        for k in 1..50 {
+            let x = 20.0 + 5.0 * k as f64 / 50.0;
+            let h = 1e-6;
+            let fd = (apodize(x + h) - apodize(x - h)) / (2.0 * h);
+            assert!(
+                (fd - deriv(x)).abs() < 1e-8,
+                "slope at {x}: {fd} vs {}",
+                deriv(x)
+            );
+        }
+        let h = 1e-4;
+        let slope_lo = (apodize(20.0 + h) - apodize(20.0)) / h;
+        assert!(slope_lo.abs() < 1e-7);
+        let slope_hi = (apodize(25.0) - apodize(25.0 - h)) / h;
+        assert!(slope_hi.abs() < 1e-7);
+    }
 }
