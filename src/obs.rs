@@ -95,20 +95,7 @@ impl Observation {
     /// Build and validate: shapes must match; non-finite pixels or weights and negative weights
     /// get weight 0; at least one pixel must have positive weight.
     pub fn new(image: Array2<f64>, mut weight: Array2<f64>, jacobian: Jacobian) -> GResult<Self> {
-        if image.dim() != weight.dim() {
-            return Err(GMixError::Fatal("image and weight shapes differ"));
-        }
-        let mut npix = 0;
-        for (w, &im) in weight.iter_mut().zip(image.iter()) {
-            if !(w.is_finite() && im.is_finite() && *w > 0.0) {
-                *w = 0.0;
-            } else {
-                npix += 1;
-            }
-        }
-        if npix == 0 {
-            return Err(GMixError::Fatal("no weights > 0"));
-        }
+        let npix = sanitize_weight(&image, &mut weight)?;
         Ok(Self {
             image,
             weight,
@@ -157,20 +144,7 @@ impl Observation {
 
     /// Replace the weight map (re-validated as in [`Observation::new`]).
     pub fn set_weight(&mut self, mut weight: Array2<f64>) -> GResult<()> {
-        if weight.dim() != self.image.dim() {
-            return Err(GMixError::Fatal("image and weight shapes differ"));
-        }
-        let mut npix = 0;
-        for (w, &im) in weight.iter_mut().zip(self.image.iter()) {
-            if !(w.is_finite() && im.is_finite() && *w > 0.0) {
-                *w = 0.0;
-            } else {
-                npix += 1;
-            }
-        }
-        if npix == 0 {
-            return Err(GMixError::Fatal("no weights > 0"));
-        }
+        let npix = sanitize_weight(&self.image, &mut weight)?;
         self.weight = weight;
         self.npix = npix;
         Ok(())
@@ -278,4 +252,24 @@ impl MultiBandObs {
                 .collect(),
         }
     }
+}
+
+/// Zero the weight of pixels whose image or weight is non-finite or whose weight is not
+/// positive; returns the number of usable pixels (an error if the shapes differ or none is).
+fn sanitize_weight(image: &Array2<f64>, weight: &mut Array2<f64>) -> GResult<usize> {
+    if image.dim() != weight.dim() {
+        return Err(GMixError::Fatal("image and weight shapes differ"));
+    }
+    let mut npix = 0;
+    for (w, &im) in weight.iter_mut().zip(image.iter()) {
+        if w.is_finite() && im.is_finite() && *w > 0.0 {
+            npix += 1;
+        } else {
+            *w = 0.0;
+        }
+    }
+    if npix == 0 {
+        return Err(GMixError::Fatal("no weights > 0"));
+    }
+    Ok(npix)
 }
