@@ -10,7 +10,7 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use ngmixer::backends::meds::read_table;
-use ngmixer::backends::medsio::MedsSource;
+use ngmixer::backends::medsio::{DesSettings, MedsSource, PsfKind, PsfMap};
 use ngmixer::config::{load_fitting_config, FitterType};
 use ngmixer::fitter::from_config::{fitter_settings, io_settings};
 use ngmixer::fitter::{Catalog, Fitter};
@@ -221,13 +221,43 @@ fn run(args: Args) -> Result<i32> {
             args.config_file.display()
         );
     }
-    if args.mof_file.is_some() || args.nbrs_file.is_some() || args.psf_map.is_some() {
-        eprintln!("ngmixit: warning: --mof-file/--nbrs-file/--psf-map are not used by this fitter configuration");
+    if args.mof_file.is_some() || args.nbrs_file.is_some() {
+        eprintln!(
+            "ngmixit: warning: --mof-file/--nbrs-file are not used by this fitter configuration"
+        );
     }
     let nband = args.data_files.len();
     let settings = fitter_settings(&cfg, nband)?;
     let io = io_settings(&cfg)?;
+    let des = DesSettings::from_config(&cfg)?;
+    let psf_map = match (&des.psfs, args.psf_map.as_deref()) {
+        (PsfKind::Psfex { from_image: false }, None) => bail!(
+            "{}: imageio.psfs.type is psfex: give the psf map files with --psf-map=f1,f2,.. \
+             (one per band)",
+            args.config_file.display()
+        ),
+        (PsfKind::Psfex { from_image: false }, Some(list)) => {
+            let files: Vec<PathBuf> = list
+                .split(',')
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| PathBuf::from(s.trim()))
+                .collect();
+            if files.len() != nband {
+                bail!(
+                    "--psf-map: {} psf map files for {nband} MEDS files (one per band)",
+                    files.len()
+                );
+            }
+            Some(PsfMap::read(&files).context("--psf-map")?)
+        }
+        (_, Some(_)) => {
+            eprintln!("ngmixit: warning: --psf-map is not used (imageio.psfs.type is not psfex)");
+            None
+        }
+        (_, None) => None,
+    };
     let mut src = MedsSource::open(&args.data_files, io)?;
+    src.configure(des, psf_map.as_ref())?;
     let range = args.fof_range.as_deref().map(parse_range).transpose()?;
     let (groups, fofids_all) = fof_groups(&src, args.fof_file.as_deref(), range)?;
     let rows: Vec<usize> = groups.iter().flatten().copied().collect();

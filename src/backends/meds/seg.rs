@@ -130,19 +130,79 @@ pub fn composite_weight(weight: &mut [f64], coadd_seg: &[i32], map: Option<&[usi
 /// non-zero seg pixel belongs to another object (meds `get_uberseg` / `_uberseg.c`).
 /// In that branch the weight passes through single precision, as in the C extension.
 ///
-/// The nearest seg pixel is found with the k-d tree search of the meds C extension, including
-/// its order among equally distant pixels (see `fast3tree`).
+/// The nearest seg pixel is decided from two exact squared Euclidean distance transforms (to
+/// the own pixels and to the other objects' pixels). Only where both are equal (a tie between
+/// the central and another object) does the outcome depend on the k-d tree search of the meds
+/// C extension and its order among equally distant pixels (see `fast3tree`); the tree is then
+/// built (once per cutout) and consulted for those pixels only. Seg maps with negative values
+/// go through the tree for every pixel.
 pub fn uberseg_in_place(weight: &mut [f64], seg: &[i32], nrow: usize, ncol: usize, number: i64) {
     let npix = nrow * ncol;
     if weight.len() < npix || seg.len() < npix {
         return;
     }
-    if count_distinct(&seg[..npix]) == 2 {
+    let seg = &seg[..npix];
+    if count_distinct(seg) == 2 {
         return;
     }
     for w in weight[..npix].iter_mut() {
         *w = *w as f32 as f64;
     }
+    if seg.iter().any(|&s| s < 0) {
+        uberseg_tree(weight, seg, nrow, ncol, number);
+        return;
+    }
+    let is_own = |s: i32| s != 0 && s as i64 == number;
+    let is_other = |s: i32| s != 0 && s as i64 != number;
+    let has_own = seg.iter().any(|&s| is_own(s));
+    let has_other = seg.iter().any(|&s| is_other(s));
+    if !has_other {
+        // every non-zero pixel is the central's: nothing to zero
+        return;
+    }
+    let mut d_other = Vec::new();
+    let mut d_own = Vec::new();
+    let mut scratch = EdtScratch::default();
+    edt_sq(seg, nrow, ncol, is_other, &mut d_other, &mut scratch);
+    if has_own {
+        edt_sq(seg, nrow, ncol, is_own, &mut d_own, &mut scratch);
+    }
+    let mut tree: Option<(SegTree, f32)> = None;
+    for i in 0..npix {
+        let s = seg[i] as i64;
+        if s == number {
+            continue;
+        }
+        if s > 0 {
+            weight[i] = 0.0;
+            continue;
+        }
+        let zero = if !has_own {
+            true
+        } else {
+            match d_own[i].cmp(&d_other[i]) {
+                std::cmp::Ordering::Less => false,
+                std::cmp::Ordering::Greater => true,
+                std::cmp::Ordering::Equal => {
+                    let (t, maxr) = tree.get_or_insert_with(|| {
+                        (
+                            SegTree::new(seg, nrow, ncol),
+                            (1.1 * ((nrow * nrow + ncol * ncol) as f64).sqrt()) as f32,
+                        )
+                    });
+                    t.nearest_seg(i / ncol, i % ncol, *maxr)
+                        .is_some_and(|n| n as i64 != number)
+                }
+            }
+        };
+        if zero {
+            weight[i] = 0.0;
+        }
+    }
+}
+
+/// The reference implementation: a k-d tree search for every pixel.
+fn uberseg_tree(weight: &mut [f64], seg: &[i32], nrow: usize, ncol: usize, number: i64) {
     let tree = SegTree::new(seg, nrow, ncol);
     let maxr = (1.1 * ((nrow * nrow + ncol * ncol) as f64).sqrt()) as f32;
     for r in 0..nrow {
@@ -160,6 +220,95 @@ pub fn uberseg_in_place(weight: &mut [f64], seg: &[i32], nrow: usize, ncol: usiz
                 if nearest as i64 != number {
                     weight[i] = 0.0;
                 }
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct EdtScratch {
+    g: Vec<i64>,
+    s: Vec<usize>,
+    t: Vec<i64>,
+}
+
+/// Exact squared Euclidean distance from every pixel to the nearest pixel where `inside(seg)`
+/// (Meijster, Roerdink & Hesselink 2000; integer arithmetic). Pixels of an empty set get a
+/// value above any real squared distance.
+fn edt_sq(
+    seg: &[i32],
+    nrow: usize,
+    ncol: usize,
+    inside: impl Fn(i32) -> bool,
+    out: &mut Vec<i64>,
+    sc: &mut EdtScratch,
+) {
+    let inf = (nrow + ncol) as i64;
+    // phase 1: vertical distances, column by column (done row-wise for cache friendliness)
+    let g = &mut sc.g;
+    g.clear();
+    g.resize(nrow * ncol, inf);
+    for c in 0..ncol {
+        g[c] = if inside(seg[c]) { 0 } else { inf };
+    }
+    for r in 1..nrow {
+        for c in 0..ncol {
+            let i = r * ncol + c;
+            g[i] = if inside(seg[i]) {
+                0
+            } else {
+                (g[i - ncol] + 1).min(inf)
+            };
+        }
+    }
+    for r in (0..nrow.saturating_sub(1)).rev() {
+        for c in 0..ncol {
+            let i = r * ncol + c;
+            let below = g[i + ncol] + 1;
+            if below < g[i] {
+                g[i] = below;
+            }
+        }
+    }
+    // phase 2: lower envelope of the parabolas of each row
+    out.clear();
+    out.resize(nrow * ncol, 0);
+    sc.s.clear();
+    sc.s.resize(ncol, 0);
+    sc.t.clear();
+    sc.t.resize(ncol, 0);
+    let (sv, tv) = (&mut sc.s, &mut sc.t);
+    for r in 0..nrow {
+        let gr = &g[r * ncol..(r + 1) * ncol];
+        let f = |x: i64, i: usize| (x - i as i64) * (x - i as i64) + gr[i] * gr[i];
+        let sep = |i: usize, u: usize| {
+            let (ii, uu) = (i as i64, u as i64);
+            (uu * uu - ii * ii + gr[u] * gr[u] - gr[i] * gr[i]).div_euclid(2 * (uu - ii))
+        };
+        let mut q: i64 = 0;
+        sv[0] = 0;
+        tv[0] = 0;
+        for u in 1..ncol {
+            while q >= 0 && f(tv[q as usize], sv[q as usize]) > f(tv[q as usize], u) {
+                q -= 1;
+            }
+            if q < 0 {
+                q = 0;
+                sv[0] = u;
+            } else {
+                let w = 1 + sep(sv[q as usize], u);
+                if w < ncol as i64 {
+                    q += 1;
+                    sv[q as usize] = u;
+                    tv[q as usize] = w;
+                }
+            }
+        }
+        let orow = &mut out[r * ncol..(r + 1) * ncol];
+        for u in (0..ncol).rev() {
+            orow[u] = f(u as i64, sv[q as usize]);
+            if u as i64 == tv[q as usize] {
+                q -= 1;
             }
         }
     }
@@ -210,6 +359,111 @@ mod tests {
         let mut w2 = vec![1.0; 6];
         uberseg_in_place(&mut w2, &seg2, 2, 3, 1);
         assert_eq!(w2, vec![1.0; 6]);
+    }
+
+    fn brute_sq(seg: &[i32], nrow: usize, ncol: usize, inside: impl Fn(i32) -> bool) -> Vec<i64> {
+        let pts: Vec<(i64, i64)> = (0..nrow * ncol)
+            .filter(|&k| inside(seg[k]))
+            .map(|k| ((k / ncol) as i64, (k % ncol) as i64))
+            .collect();
+        (0..nrow * ncol)
+            .map(|k| {
+                let (r, c) = ((k / ncol) as i64, (k % ncol) as i64);
+                pts.iter()
+                    .map(|&(a, b)| (a - r) * (a - r) + (b - c) * (b - c))
+                    .min()
+                    .unwrap_or(i64::MAX)
+            })
+            .collect()
+    }
+
+    /// Random blobby seg maps with many exact ties (symmetric placements).
+    fn random_seg(state: &mut u64, nrow: usize, ncol: usize, nobj: i32) -> Vec<i32> {
+        let mut next = || {
+            *state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (*state >> 33) as usize
+        };
+        let mut seg = vec![0i32; nrow * ncol];
+        for obj in 1..=nobj {
+            let (r0, c0) = (next() % nrow, next() % ncol);
+            let rad = 1 + next() % 6;
+            for r in 0..nrow {
+                for c in 0..ncol {
+                    let d = (r as i64 - r0 as i64).pow(2) + (c as i64 - c0 as i64).pow(2);
+                    if d <= (rad * rad) as i64 && next() % 8 != 0 {
+                        seg[r * ncol + c] = obj;
+                    }
+                }
+            }
+        }
+        seg
+    }
+
+    #[test]
+    fn edt_matches_brute_force() {
+        let mut state = 7u64;
+        let mut sc = EdtScratch::default();
+        let mut out = Vec::new();
+        for trial in 0..40 {
+            let (nrow, ncol) = (1 + trial % 13 * 3, 1 + (trial * 7) % 29);
+            let seg = random_seg(&mut state, nrow, ncol, 1 + (trial % 4) as i32);
+            for target in 1..=2 {
+                edt_sq(&seg, nrow, ncol, |s| s == target, &mut out, &mut sc);
+                let b = brute_sq(&seg, nrow, ncol, |s| s == target);
+                for k in 0..nrow * ncol {
+                    if b[k] == i64::MAX {
+                        assert!(out[k] >= ((nrow * nrow + ncol * ncol) as i64));
+                    } else {
+                        assert_eq!(out[k], b[k], "trial {trial} pixel {k}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn fast_uberseg_equals_the_tree_everywhere() {
+        let mut state = 12345u64;
+        let mut nties = 0;
+        for trial in 0..300 {
+            let nrow = 8 + trial % 41;
+            let ncol = if trial % 3 == 0 {
+                nrow
+            } else {
+                8 + (trial * 5) % 37
+            };
+            let mut seg = random_seg(&mut state, nrow, ncol, 1 + (trial % 6) as i32);
+            if trial % 5 == 0 {
+                // mirror-symmetric scenes: many equidistant pixels
+                for r in 0..nrow {
+                    for c in ncol / 2..ncol {
+                        let m = seg[r * ncol + (ncol - 1 - c)];
+                        seg[r * ncol + c] = if m == 0 { 0 } else { m % 3 + 1 };
+                    }
+                }
+            }
+            let w0: Vec<f64> = (0..nrow * ncol).map(|k| 1.0 + k as f64 * 0.1).collect();
+            for number in [1i64, 2, 3, 9] {
+                let mut a = w0.clone();
+                let mut b = w0.clone();
+                uberseg_in_place(&mut a, &seg, nrow, ncol, number);
+                if count_distinct(&seg) != 2 {
+                    for w in b.iter_mut() {
+                        *w = *w as f32 as f64;
+                    }
+                    uberseg_tree(&mut b, &seg, nrow, ncol, number);
+                }
+                assert_eq!(a, b, "trial {trial} number {number}");
+                let own = brute_sq(&seg, nrow, ncol, |s| s as i64 == number);
+                let oth = brute_sq(&seg, nrow, ncol, |s| s != 0 && s as i64 != number);
+                nties += (0..nrow * ncol)
+                    .filter(|&k| seg[k] == 0 && own[k] == oth[k] && own[k] != i64::MAX)
+                    .count();
+            }
+        }
+        assert!(nties > 1000, "ties exercised: {nties}");
     }
 
     #[test]

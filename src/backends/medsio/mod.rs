@@ -1,17 +1,30 @@
 //! Building observations from MEDS files (ngmixer `MEDSImageIO`, spec §3.3–3.6): regions,
 //! uberseg, bmask and zero-weight checks, cross-epoch outlier rejection and PSFs from the MEDS
-//! `psf` HDU.
+//! `psf` HDU; with [`MedsSource::configure`] also the DES IO features ([`des`]): image flags,
+//! PSFEx PSFs from psf maps ([`psfmap`]), pixel-area scaling, trimming and the Y1 bmask keys.
+//!
+//! Malformed input never panics: file-level problems (missing HDU or column, wrong types,
+//! inconsistent sizes) are [`Error::Fits`] naming the file, HDU and column; per-cutout problems
+//! (NaN pixels, all-zero weights, unusable PSF stamps) flag the cutout (`IMAGE_FLAGS`).
+
+pub mod des;
+pub mod psfmap;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use ndarray::Array2;
 
 use crate::backends::meds::{reject_outliers, CutoutKind, MedsFile};
+use crate::backends::psfex::PsfEx;
 use crate::error::{Error, Result};
 use crate::fitter::{ObjectMeta, ObjectObs};
 use crate::flags::{DEFVAL, IMAGE_FLAGS};
 use crate::obs::{EpochMeta, MultiBandObs, Observation, PsfMeta};
 use crate::traits::ImageSource;
+
+pub use des::{DesSettings, PixelScaling, PsfKind};
+pub use psfmap::PsfMap;
 
 /// The weight map used for fitting (`region`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,7 +73,9 @@ pub struct IoSettings {
     pub symmetrize_weight: bool,
     /// Use only cutouts with `icut <= max_cutouts`.
     pub max_cutouts: Option<usize>,
-    /// Y1 `min_weight` clipping (weights below are zeroed), when the config asks for it.
+    /// Y1 `min_weight` clipping, when the config asks for it: each weight map is clipped as the
+    /// Y1 `_clip_weight` does ([`des::y1_clip_weight`]; with `symmetrize_weight` the Y1
+    /// per-map symmetrization replaces the HEAD one).
     pub min_weight: Option<f64>,
 }
 
@@ -91,7 +106,13 @@ pub struct MedsSource {
     /// FoF id per covered row (DEFVAL without a FoF file).
     fofids: Vec<i64>,
     /// Object flags by id (`--obj-flags`).
-    obj_flags: std::sync::Arc<std::collections::HashMap<i64, i32>>,
+    obj_flags: Arc<std::collections::HashMap<i64, i32>>,
+    /// DES / Y1 settings.
+    des: DesSettings,
+    /// Per band, per `image_info` row: image flags (DES; empty = all 0).
+    image_flags: Arc<Vec<Vec<i64>>>,
+    /// Per band, per `image_info` row: PSFEx models (PSFEx PSFs only).
+    psfex: Arc<Vec<Vec<Option<Arc<PsfEx>>>>>,
 }
 
 impl MedsSource {
@@ -124,7 +145,65 @@ impl MedsSource {
             rows: (0..n).collect(),
             fofids: vec![DEFVAL as i64; n],
             obj_flags: Default::default(),
+            des: DesSettings::default(),
+            image_flags: Default::default(),
+            psfex: Default::default(),
         })
+    }
+
+    /// Switch on the DES / Y1 features: read the image flags (DES io types), the replacement
+    /// flags and the PSFEx models (from `psf_map`, one map file per band, or the Y1 path rule).
+    ///
+    /// # Errors
+    /// A missing `image_flags` column, a bad replacement-flags file, a psf map with the wrong
+    /// number of files or without a needed entry, a missing or unreadable `.psf` file: each
+    /// names the file (and map line) concerned.
+    pub fn configure(&mut self, des: DesSettings, psf_map: Option<&PsfMap>) -> Result<()> {
+        let nband = self.files.len();
+        if let (PsfKind::Psfex { from_image: false }, Some(m)) = (&des.psfs, psf_map) {
+            if m.nfiles() != nband {
+                return Err(Error::Invalid(format!(
+                    "--psf-map: {} psf map files for {nband} MEDS files (one per band)",
+                    m.nfiles()
+                )));
+            }
+        }
+        let replacement = match &des.replacement_flags {
+            Some(p) if des.des_io => Some(des::read_replacement_flags(p)?),
+            _ => None,
+        };
+        let mut flags = Vec::with_capacity(nband);
+        let mut psfs = Vec::new();
+        for (band, f) in self.files.iter().enumerate() {
+            let mut fl = if des.des_io {
+                des::band_image_flags(f, &des, replacement.as_ref())?
+            } else {
+                vec![0; f.image_info().len()]
+            };
+            if matches!(des.psfs, PsfKind::Psfex { .. }) {
+                psfs.push(des::load_band_psfex(f, band, &des, psf_map, &mut fl)?);
+            }
+            flags.push(fl);
+        }
+        self.image_flags = Arc::new(if des.des_io || !psfs.is_empty() {
+            flags
+        } else {
+            Vec::new()
+        });
+        self.psfex = Arc::new(psfs);
+        self.des = des;
+        Ok(())
+    }
+
+    /// The DES / Y1 settings in use.
+    pub fn des_settings(&self) -> &DesSettings {
+        &self.des
+    }
+
+    /// The image flags of `band` per `image_info` row, after [`MedsSource::configure`]
+    /// (`None` without DES image flags).
+    pub fn image_flags(&self, band: usize) -> Option<&[i64]> {
+        self.image_flags.get(band).map(|v| v.as_slice())
     }
 
     /// Restrict to MEDS rows `rows` with their FoF ids.
@@ -135,7 +214,7 @@ impl MedsSource {
 
     /// Object flags by id: objects with non-zero flags get `obj_flags` set and are not fitted.
     pub fn set_obj_flags(&mut self, flags: std::collections::HashMap<i64, i32>) {
-        self.obj_flags = std::sync::Arc::new(flags);
+        self.obj_flags = Arc::new(flags);
     }
 
     /// The MEDS rows covered, in iteration order.
@@ -173,6 +252,7 @@ impl MedsSource {
         let mut nimage_tot = 0;
         let mut buf = Vec::new();
         let mut ibuf = Vec::new();
+        let band_flags = self.image_flags.get(band);
         for icut in 0..ncut {
             let ci = f.cutout_info(iobj, icut)?;
             let meta = EpochMeta {
@@ -189,7 +269,27 @@ impl MedsSource {
             if icut > 0 {
                 nimage_tot += 1;
             }
-            let obs = self.build_obs(f, iobj, icut, meta.clone(), &mut buf, &mut ibuf)?;
+            let skip_max = s.max_cutouts.is_some_and(|mc| icut > mc);
+            let iflags = match band_flags {
+                Some(fl) if !skip_max => *usize::try_from(ci.file_id)
+                    .ok()
+                    .and_then(|k| fl.get(k))
+                    .ok_or_else(|| Error::Fits {
+                        path: f.path().to_path_buf(),
+                        hdu: Some("object_data".into()),
+                        msg: format!(
+                            "file_id[{iobj}, {icut}] = {} is outside image_info ({} rows)",
+                            ci.file_id,
+                            fl.len()
+                        ),
+                    })?,
+                _ => 0,
+            };
+            let obs = if skip_max || iflags != 0 {
+                None
+            } else {
+                self.build_obs(f, band, iobj, icut, meta.clone(), &mut buf, &mut ibuf)?
+            };
             let obs = obs.unwrap_or_else(|| Observation::placeholder(IMAGE_FLAGS, meta));
             if icut == 0 {
                 coadd.push(obs);
@@ -200,13 +300,138 @@ impl MedsSource {
         if s.reject_outliers {
             reject_band_outliers(se)?;
         }
+        if self.des.scaling != PixelScaling::None {
+            for obs in coadd.iter_mut().chain(se.iter_mut()) {
+                if obs.flags == 0 && !des::scale_obs(obs, self.des.scaling) {
+                    let meta = std::mem::take(&mut obs.meta);
+                    *obs = Observation::placeholder(IMAGE_FLAGS, meta);
+                }
+            }
+        }
         Ok(nimage_tot)
     }
 
+    /// The bmask checks (Y1 `symmetrize_bmask`/`max_bmask_frac`, `bmask_skip_flags`,
+    /// `central_bmask_radius`); `Ok(false)` to skip the cutout.
+    fn bmask_ok(
+        &self,
+        f: &MedsFile,
+        iobj: usize,
+        icut: usize,
+        bm: &mut Array2<i32>,
+    ) -> Result<bool> {
+        let s = &self.settings;
+        let (nr, nc) = bm.dim();
+        if self.des.symmetrize_bmask {
+            if nr != nc {
+                return Err(Error::Fits {
+                    path: f.path().to_path_buf(),
+                    hdu: Some("bmask_cutouts".into()),
+                    msg: format!(
+                        "symmetrize_bmask: cannot symmetrize the non-square {nr}x{nc} bmask of \
+                         object {iobj} cutout {icut}"
+                    ),
+                });
+            }
+            let rot = des::rot90(bm);
+            for (b, r) in bm.iter_mut().zip(rot.iter()) {
+                *b |= *r;
+            }
+        }
+        if let Some(maxfrac) = self.des.max_bmask_frac {
+            let nbad = bm.iter().filter(|&&b| b != 0).count() as f64;
+            if nbad / (nr * nc) as f64 > maxfrac.threshold(nr, nc) {
+                return Ok(false);
+            }
+        }
+        if s.bmask_skip_flags != 0 && bm.iter().any(|&b| b & s.bmask_skip_flags != 0) {
+            return Ok(false);
+        }
+        if let Some(r) = s.central_bmask_radius {
+            let ci = f.cutout_info(iobj, icut)?;
+            let clip = |x: f64, n: usize| {
+                if x.is_finite() {
+                    (x as i64).clamp(0, n as i64 - 1) as usize
+                } else {
+                    0
+                }
+            };
+            let (r0, r1) = (
+                clip(ci.cutout_row - r as f64, nr),
+                clip(ci.cutout_row + r as f64, nr),
+            );
+            let (c0, c1) = (
+                clip(ci.cutout_col - r as f64, nc),
+                clip(ci.cutout_col + r as f64, nc),
+            );
+            if (r0..r1).any(|i| (c0..c1).any(|j| bm[[i, j]] != 0)) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The PSF stamp, its centre and width in pixels, or `None` when it is unusable.
+    #[allow(clippy::type_complexity)]
+    fn psf_image(
+        &self,
+        f: &MedsFile,
+        band: usize,
+        iobj: usize,
+        icut: usize,
+        buf: &mut Vec<f64>,
+    ) -> Result<Option<(Array2<f64>, (f64, f64), f64)>> {
+        match &self.des.psfs {
+            PsfKind::Infile => {
+                let (pr, pc) = f.psf(iobj, icut, buf)?;
+                let cen = f
+                    .psf_center(iobj, icut)?
+                    .unwrap_or(((pr as f64 - 1.0) / 2.0, (pc as f64 - 1.0) / 2.0));
+                let sigma_pix = f.psf_sigma(iobj, icut)?.unwrap_or(2.5);
+                let im = Array2::from_shape_vec((pr, pc), buf.clone())
+                    .map_err(|e| Error::Invalid(e.to_string()))?;
+                Ok(Some((im, cen, sigma_pix)))
+            }
+            PsfKind::Psfex { .. } => {
+                let ci = f.cutout_info(iobj, icut)?;
+                let psf = usize::try_from(ci.file_id)
+                    .ok()
+                    .and_then(|k| self.psfex.get(band)?.get(k))
+                    .and_then(|p| p.as_ref());
+                let Some(psf) = psf else {
+                    return Ok(None);
+                };
+                let (mut row, mut col) = (ci.orig_row, ci.orig_col);
+                if !(row.is_finite() && col.is_finite()) {
+                    return Ok(None);
+                }
+                if self.des.center_psf {
+                    row = row.round();
+                    col = col.round();
+                }
+                let (mut nr, mut nc) = psf.get_rec_into(row, col, buf);
+                let mut cen = psf.get_center(row, col);
+                if let (Some(d), true) = (self.des.trim_psf, icut > 0) {
+                    let (v, r, c, ce) = des::trim_psf(buf, nr, nc, cen, d);
+                    *buf = v;
+                    (nr, nc, cen) = (r, c, ce);
+                }
+                if nr == 0 || nc == 0 {
+                    return Ok(None);
+                }
+                let im = Array2::from_shape_vec((nr, nc), buf.clone())
+                    .map_err(|e| Error::Invalid(e.to_string()))?;
+                Ok(Some((im, cen, psf.get_sigma())))
+            }
+        }
+    }
+
     /// One observation, or `None` for a skipped cutout.
+    #[allow(clippy::too_many_arguments)]
     fn build_obs(
         &self,
         f: &MedsFile,
+        band: usize,
         iobj: usize,
         icut: usize,
         meta: EpochMeta,
@@ -214,57 +439,26 @@ impl MedsSource {
         ibuf: &mut Vec<i32>,
     ) -> Result<Option<Observation>> {
         let s = &self.settings;
-        if let Some(mc) = s.max_cutouts {
-            if icut > mc {
-                return Ok(None);
-            }
-        }
         let (nr, nc) = f.cutout(CutoutKind::Image, iobj, icut, buf)?;
         let image = Array2::from_shape_vec((nr, nc), buf.clone())
             .map_err(|e| Error::Invalid(e.to_string()))?;
         let bmask = if f.has_cutouts(CutoutKind::Bmask) {
             f.cutout_i32(CutoutKind::Bmask, iobj, icut, ibuf)?;
-            Some(
-                Array2::from_shape_vec((nr, nc), ibuf.clone())
-                    .map_err(|e| Error::Invalid(e.to_string()))?,
-            )
+            let mut bm = Array2::from_shape_vec((nr, nc), ibuf.clone())
+                .map_err(|e| Error::Invalid(e.to_string()))?;
+            if !self.bmask_ok(f, iobj, icut, &mut bm)? {
+                return Ok(None);
+            }
+            Some(bm)
         } else {
             None
         };
-        if let Some(bm) = &bmask {
-            if s.bmask_skip_flags != 0 && bm.iter().any(|&b| b & s.bmask_skip_flags != 0) {
-                return Ok(None);
-            }
-            if let Some(r) = s.central_bmask_radius {
-                let ci = f.cutout_info(iobj, icut)?;
-                let clip = |x: f64, n: usize| (x as i64).clamp(0, n as i64 - 1) as usize;
-                let (r0, r1) = (
-                    clip(ci.cutout_row - r as f64, nr),
-                    clip(ci.cutout_row + r as f64, nr),
-                );
-                let (c0, c1) = (
-                    clip(ci.cutout_col - r as f64, nc),
-                    clip(ci.cutout_col + r as f64, nc),
-                );
-                if (r0..r1).any(|i| (c0..c1).any(|j| bm[[i, j]] != 0)) {
-                    return Ok(None);
-                }
-            }
-        }
         f.cutout(CutoutKind::Weight, iobj, icut, buf)?;
         let mut wt_raw = Array2::from_shape_vec((nr, nc), buf.clone())
             .map_err(|e| Error::Invalid(e.to_string()))?;
-        if let Some(mw) = s.min_weight {
-            wt_raw.mapv_inplace(|w| if w < mw { 0.0 } else { w });
-        }
         let uberseg = |buf: &mut Vec<f64>| -> Result<Array2<f64>> {
             f.uberseg(iobj, icut, buf)?;
-            let mut a = Array2::from_shape_vec((nr, nc), buf.clone())
-                .map_err(|e| Error::Invalid(e.to_string()))?;
-            if let Some(mw) = s.min_weight {
-                a.mapv_inplace(|w| if w < mw { 0.0 } else { w });
-            }
-            Ok(a)
+            Array2::from_shape_vec((nr, nc), buf.clone()).map_err(|e| Error::Invalid(e.to_string()))
         };
         let (mut wt, mut wt_us) = match s.region {
             Region::Mof => (wt_raw.clone(), Some(uberseg(buf)?)),
@@ -279,6 +473,14 @@ impl MedsSource {
             }
             Region::Weight => (wt_raw.clone(), None),
         };
+        if let Some(mw) = s.min_weight {
+            // Y1 `_clip_weight` on every map (its own symmetrization included)
+            des::y1_clip_weight(&mut wt, mw, s.symmetrize_weight);
+            des::y1_clip_weight(&mut wt_raw, mw, s.symmetrize_weight);
+            if let Some(us) = wt_us.as_mut() {
+                des::y1_clip_weight(us, mw, s.symmetrize_weight);
+            }
+        }
         if s.extra_mask_flags != 0 {
             if let Some(bm) = &bmask {
                 for (w, &b) in wt.iter_mut().zip(bm.iter()) {
@@ -295,8 +497,8 @@ impl MedsSource {
                 }
             }
         }
-        if s.symmetrize_weight && nr == nc {
-            let rot = rot90(&wt_raw);
+        if s.symmetrize_weight && s.min_weight.is_none() && nr == nc {
+            let rot = des::rot90(&wt_raw);
             for (k, &r) in rot.iter().enumerate() {
                 if r == 0.0 {
                     let (i, j) = (k / nc, k % nc);
@@ -316,15 +518,17 @@ impl MedsSource {
         if s.ignore_zero_images && image.sum() == 0.0 {
             return Ok(None);
         }
-        let jac = f.jacobian(iobj, icut)?;
-        // PSF from the MEDS psf HDU
-        let (pr, pc) = f.psf(iobj, icut, buf)?;
-        let psf_im = Array2::from_shape_vec((pr, pc), buf.clone())
-            .map_err(|e| Error::Invalid(e.to_string()))?;
-        let (prow, pcol) = f
-            .psf_center(iobj, icut)?
-            .unwrap_or(((pr as f64 - 1.0) / 2.0, (pc as f64 - 1.0) / 2.0));
-        let sigma_pix = f.psf_sigma(iobj, icut)?.unwrap_or(2.5);
+        let Ok(jac) = f.jacobian(iobj, icut) else {
+            // a singular or non-finite jacobian (ngmixer: jacobian None) skips the cutout
+            return Ok(None);
+        };
+        let Some((psf_im, (prow, pcol), sigma_pix)) = self.psf_image(f, band, iobj, icut, buf)?
+        else {
+            return Ok(None);
+        };
+        if !psf_im.iter().all(|x| x.is_finite()) {
+            return Ok(None);
+        }
         let psf_jac = jac.with_cen(prow, pcol);
         let psf_norm = psf_im.sum();
         let Ok(mut psf) = Observation::with_unit_weight(psf_im, psf_jac) else {
@@ -352,14 +556,11 @@ impl MedsSource {
             f.cutout(CutoutKind::Noise, iobj, icut, buf)?;
             obs.noise = Array2::from_shape_vec((nr, nc), buf.clone()).ok();
         }
+        if let Some(d) = self.des.trim_image {
+            return Ok(des::trim_obs(obs, d));
+        }
         Ok(Some(obs))
     }
-}
-
-fn rot90(a: &Array2<f64>) -> Array2<f64> {
-    // numpy rot90 (counter-clockwise): out[i, j] = a[j, n-1-i]
-    let n = a.nrows();
-    Array2::from_shape_fn((n, n), |(i, j)| a[[j, n - 1 - i]])
 }
 
 /// Outlier rejection over the usable SE observations of one band, on every weight map kept.
@@ -483,6 +684,9 @@ impl ImageSource for MedsSource {
             rows: self.rows.clone(),
             fofids: self.fofids.clone(),
             obj_flags: self.obj_flags.clone(),
+            des: self.des.clone(),
+            image_flags: self.image_flags.clone(),
+            psfex: self.psfex.clone(),
         })
     }
 }
