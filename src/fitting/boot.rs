@@ -5,10 +5,12 @@
 use rand_core::Rng;
 
 use crate::error::{GMixError, GResult};
+use crate::fitting::admom::{admom_ntry, AdmomConfig};
 use crate::fitting::em::{fit_em_ntry, EmConfig};
 use crate::fitting::kernel::{self, Eval, ModelSpec, V1};
 use crate::fitting::lm::{LmPars, CDEF, PDEF};
 use crate::fitting::maxlike::{fit_max, LmPrior, MaxLikeResult};
+use crate::fitting::psf::{fit_lm_psf, LmPsfModel, PSF_LM_DEFAULT};
 use crate::gmix::shape::{round_factor, Shape};
 use crate::gmix::GMix;
 use crate::obs::{MultiBandObs, Observation, PsfFitInfo};
@@ -27,21 +29,36 @@ pub const TF_BAD_VAR: i32 = 1 << 0;
 /// Division by zero in the template flux.
 pub const TF_DIV_ZERO: i32 = 1 << 9;
 
-/// The PSF model of `psf_pars.model`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The PSF model of `psf_pars.model`, with the settings of its fitter family.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum PsfModel {
-    /// EM with `n` Gaussians (`em1`..`em3`).
+    /// EM with `n` Gaussians (`em1`..`em3`); settings in [`PsfFitConfig::em`].
     Em(usize),
+    /// Levenberg–Marquardt fit of `gauss`, `turb` or `coellip<n>` ([`crate::fitting::psf`]).
+    Lm {
+        /// The model.
+        model: LmPsfModel,
+        /// LM settings (ngmix v1.3.5 PSF defaults updated by `psf_pars.fit_pars`).
+        lm: LmPars,
+    },
+    /// Adaptive moments (ngmix `am`: `AMRunner`, a unit-flux Gaussian); not nameable in
+    /// ngmixer's configs, available through [`PsfModel::parse`].
+    Am,
 }
 
 impl PsfModel {
-    /// Parse a config name.
+    /// Parse a model name (`em1`..`em3`, `gauss`, `turb`, `coellip1`..`coellip4`, `am`); LM
+    /// models get ngmix's PSF defaults [`PSF_LM_DEFAULT`].
     pub fn parse(name: &str) -> Option<Self> {
         match name {
             "em1" => Some(Self::Em(1)),
             "em2" => Some(Self::Em(2)),
             "em3" => Some(Self::Em(3)),
-            _ => None,
+            "am" => Some(Self::Am),
+            _ => LmPsfModel::parse(name).map(|model| Self::Lm {
+                model,
+                lm: PSF_LM_DEFAULT,
+            }),
         }
     }
 
@@ -49,6 +66,8 @@ impl PsfModel {
     pub fn ngauss(&self) -> usize {
         match self {
             Self::Em(n) => *n,
+            Self::Lm { model, .. } => model.ngauss(),
+            Self::Am => 1,
         }
     }
 }
@@ -73,17 +92,29 @@ pub fn psf_fit_config(
     min_s2n: Option<f64>,
 ) -> std::result::Result<PsfFitConfig, String> {
     use crate::config::PsfModel as Cfg;
+    let (maxfev, xtol, ftol) = pars.lm_settings();
+    let lm = |model| PsfModel::Lm {
+        model,
+        lm: LmPars {
+            maxfev: maxfev as usize,
+            xtol,
+            ftol,
+        },
+    };
     let model = match pars.model {
         Cfg::Em1 => PsfModel::Em(1),
         Cfg::Em2 => PsfModel::Em(2),
         Cfg::Em3 => PsfModel::Em(3),
-        other => {
-            return Err(format!(
-                "model '{}' is not supported yet (supported: em1, em2, em3)",
-                other.as_str()
-            ))
-        }
+        Cfg::Gauss => lm(LmPsfModel::Gauss),
+        Cfg::Turb => lm(LmPsfModel::Turb),
+        Cfg::Coellip2 => lm(LmPsfModel::Coellip(2)),
+        Cfg::Coellip3 => lm(LmPsfModel::Coellip(3)),
     };
+    if !(xtol >= 0.0 && ftol >= 0.0) {
+        return Err(format!(
+            "psf fit_pars: xtol ({xtol}) and ftol ({ftol}) must be >= 0"
+        ));
+    }
     let (tol, maxiter) = pars.em_settings();
     let mut em = EmConfig::v1_psf();
     em.tol = tol;
@@ -110,45 +141,78 @@ pub fn fit_one_psf<R: Rng + ?Sized>(
         };
     };
     let (nrow, ncol) = psf.dims();
-    let PsfModel::Em(ngauss) = cfg.model;
-    let res = fit_em_ntry(
-        psf.image_slice(),
-        nrow,
-        ncol,
-        &psf.jacobian,
-        ngauss,
-        psf.psf_meta.tguess,
-        cfg.ntry,
-        &cfg.em,
-        rng,
-    );
-    let info = match res {
-        Ok(r) if r.flags == 0 => match r.gmix_flux_units() {
-            Some(mut gm) => {
-                gm.set_flux(psf.psf_meta.psf_norm);
-                psf.gmix = Some(gm);
-                PsfFitInfo {
-                    flags: 0,
-                    s2n: None,
+    let tguess = psf.psf_meta.tguess;
+    let fail = |flags: i32| PsfFitInfo { flags, s2n: None };
+    let (info, gmix) = match cfg.model {
+        PsfModel::Em(ngauss) => {
+            let res = fit_em_ntry(
+                psf.image_slice(),
+                nrow,
+                ncol,
+                &psf.jacobian,
+                ngauss,
+                tguess,
+                cfg.ntry,
+                &cfg.em,
+                rng,
+            );
+            match res {
+                Ok(r) if r.flags == 0 => match r.gmix_flux_units() {
+                    Some(gm) => (fail(0), Some(gm)),
+                    None => (fail(1), None),
+                },
+                Ok(r) => (fail(r.flags as i32), None),
+                Err(_) => (fail(1), None),
+            }
+        }
+        PsfModel::Lm { model, lm } => match fit_lm_psf(&*psf, model, tguess, cfg.ntry, &lm, rng) {
+            Ok(fit) if fit.flags() == 0 => {
+                let s2n = fit.s2n();
+                match (fit.gmix(), cfg.min_s2n, s2n) {
+                    (Err(_), _, _) => (fail(1), None),
+                    // ngmix `fit_psfs(min_s2n=...)`: flags BOOT_S2N_LOW, the mixture dropped
+                    (Ok(_), Some(min), Some(s)) if s < min => (
+                        PsfFitInfo {
+                            flags: BOOT_S2N_LOW,
+                            s2n,
+                        },
+                        None,
+                    ),
+                    (Ok(gm), _, _) => (PsfFitInfo { flags: 0, s2n }, Some(gm)),
                 }
             }
-            None => PsfFitInfo {
-                flags: 1,
-                s2n: None,
-            },
+            Ok(fit) => (fail(fit.flags()), None),
+            Err(_) => (fail(1), None),
         },
-        Ok(r) => PsfFitInfo {
-            flags: r.flags as i32,
-            s2n: None,
-        },
-        Err(_) => PsfFitInfo {
-            flags: 1,
-            s2n: None,
-        },
+        PsfModel::Am => {
+            let res = admom_ntry(
+                psf.image_slice(),
+                psf.weight_slice(),
+                nrow,
+                ncol,
+                &psf.jacobian,
+                tguess,
+                cfg.ntry,
+                &AdmomConfig::default(),
+                rng,
+            );
+            match res {
+                Ok((r, _)) if r.flags == 0 => match r.gmix() {
+                    Ok(gm) => (fail(0), Some(gm)),
+                    Err(_) => (fail(1), None),
+                },
+                Ok((r, _)) => (fail(r.flags as i32), None),
+                Err(_) => (fail(1), None),
+            }
+        }
     };
-    if info.flags != 0 {
-        psf.gmix = None;
-    }
+    psf.gmix = match (info.flags, gmix) {
+        (0, Some(mut gm)) => {
+            gm.set_flux(psf.psf_meta.psf_norm);
+            Some(gm)
+        }
+        _ => None,
+    };
     psf.fit_info = Some(info);
     info
 }
