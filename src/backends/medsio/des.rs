@@ -364,7 +364,7 @@ pub fn band_image_flags(
 }
 
 /// Load the PSFEx models of one band (ngmixer `_get_psf_objects`): entry `i` is loaded unless
-/// its flags intersect `image_flags2check`; the coadd (0) is flagged with bit 1 and not loaded
+/// its image flags already disqualify it; the coadd (0) is flagged with bit 1 and not loaded
 /// when the coadd is not fitted. `flags` is updated in place.
 ///
 /// # Errors
@@ -389,8 +389,11 @@ pub fn load_band_psfex(
             out.push(None);
             continue;
         }
+        // ngmixer skips entries with `flags & image_flags2check != 0`; SE flags are already
+        // reduced to 0/1 there, so with bit 0 unset in image_flags2check it loads (and may fail
+        // on) PSFs of images it will never use. Here no disqualified image's PSF is loaded.
         let fl = flags.get(i).copied().unwrap_or(0);
-        if fl & s.image_flags2check != 0 {
+        if fl != 0 {
             out.push(None);
             continue;
         }
@@ -417,8 +420,12 @@ pub fn load_band_psfex(
                 (PathBuf::from(expand_vars(&e.path)), e.origin.to_string())
             } else {
                 let (p, e) = map.se_path_for_image(impath).map_err(|e| {
+                    let msg = match e {
+                        Error::Invalid(m) => m,
+                        other => other.to_string(),
+                    };
                     Error::Invalid(format!(
-                        "{} image_info[{i}] (band {band}): {e}",
+                        "{} image_info[{i}] (band {band}): {msg}",
                         f.path().display()
                     ))
                 })?;
