@@ -1,0 +1,429 @@
+//! `ngmixit` end to end on simulated tiles (`ngmixer::sim`) unlike the bundled one: several
+//! bands (one MEDS file each), mixed box sizes, epochs with different Jacobians and PSFs,
+//! blends, masked pixels and zero weights. Fits are checked against the simulation truth
+//! through pulls `(fit - truth) / error` with the errors `ngmixit` reports.
+
+#![cfg(feature = "des-y1")]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ngmixer::backends::meds::{read_table, Columns};
+use ngmixer::flags::IMAGE_FLAGS;
+use ngmixer::sim::{write_tile, BandConfig, Mask, Scene, SimConfig, SimFiles, SimModel};
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("ngmixit-sim-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// The e2e01max config with `extra` top-level keys and the given model block.
+fn config(dir: &Path, name: &str, model: &str, extra: &str) -> PathBuf {
+    let text = format!(
+        r#"run: "sim-{name}"
+fitter_type: "max-ngmix-boot"
+imageio:
+    io_type: "meds"
+    psfs:
+        type: "infile"
+region: "cweight-nearest"
+model_nbrs: False
+reject_outliers: True
+max_box_size: 2048
+fit_me_galaxy: True
+fit_coadd_galaxy: True
+use_coadd_prefix: True
+normalize_psf: True
+min_psf_s2n: -1.0e+09
+replace_cov: False
+use_logpars: False
+make_plots: False
+{extra}
+psf_pars:
+    model: "em3"
+    ntry: 4
+    fit_pars:
+        maxiter: 2000
+        tol: 5.0e-6
+max_pars:
+    ntry: 2
+    method: "lm"
+    lm_pars:
+        maxfev: 2000
+        xtol: 5.0e-5
+        ftol: 5.0e-5
+model_pars:
+    {model}:
+        cen:
+            type: "normal2d"
+            width: 0.27
+        g:
+            type: "ba"
+            sigma: 0.3
+        T:
+            type: "TwoSidedErf"
+            pars: [-10.0, 0.03, 1.0e+06, 1.0e+05]
+        counts:
+            type: "TwoSidedErf"
+            pars: [-100.0, 1.0, 1.0e+09, 0.25e+08]
+            repeat: True
+"#
+    );
+    let p = dir.join(format!("{name}.yaml"));
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn ngmixit(cfg: &Path, out: &Path, files: &SimFiles, extra: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ngmixit"));
+    cmd.args(extra).arg("--seed").arg("4242").arg(cfg).arg(out);
+    for m in &files.meds {
+        cmd.arg(m);
+    }
+    cmd.output().unwrap()
+}
+
+fn run_ok(cfg: &Path, out: &Path, files: &SimFiles, extra: &[&str]) -> Columns {
+    let o = ngmixit(cfg, out, files, extra);
+    assert!(
+        o.status.success(),
+        "ngmixit failed ({:?}): {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    read_table(out, "model_fits").unwrap()
+}
+
+fn ints(c: &Columns, name: &str) -> Vec<i64> {
+    c.get(name)
+        .unwrap_or_else(|| panic!("no column {name}"))
+        .as_int()
+        .unwrap_or_else(|| panic!("{name} is not integer"))
+        .to_vec()
+}
+
+fn floats(c: &Columns, name: &str) -> Vec<f64> {
+    c.get(name)
+        .unwrap_or_else(|| panic!("no column {name}"))
+        .as_float()
+        .unwrap_or_else(|| panic!("{name} is not float"))
+        .to_vec()
+}
+
+fn repeat(c: &Columns, name: &str) -> usize {
+    c.get(name).unwrap().repeat
+}
+
+/// Pull statistics of parameter `k` of `prefix_pars` over `rows`.
+struct Pulls {
+    n: usize,
+    mean: f64,
+    rms: f64,
+    max: f64,
+}
+
+fn pulls(mf: &Columns, scene: &Scene, prefix: &str, k: usize, rows: &[usize]) -> Pulls {
+    let np = 5 + scene.nband();
+    let pars = floats(mf, &format!("{prefix}_pars"));
+    let cov = floats(mf, &format!("{prefix}_pars_cov"));
+    let mut v = Vec::new();
+    for &r in rows {
+        let truth = scene.objects[r].pars()[k];
+        let err = cov[r * np * np + k * np + k].sqrt();
+        v.push((pars[r * np + k] - truth) / err);
+    }
+    let n = v.len();
+    let mean = v.iter().sum::<f64>() / n as f64;
+    let rms = (v.iter().map(|x| x * x).sum::<f64>() / n as f64).sqrt();
+    let max = v.iter().fold(0.0f64, |a, x| a.max(x.abs()));
+    Pulls { n, mean, rms, max }
+}
+
+fn three_band_config(seed: u64) -> SimConfig {
+    SimConfig {
+        seed,
+        nobj: 16,
+        npair: 3,
+        bands: vec![
+            BandConfig::new("g", 2),
+            BandConfig::new("r", 3),
+            BandConfig::new("i", 2),
+        ],
+        box_sizes: vec![32, 48, 64],
+        models: vec![SimModel::Exp],
+        ..SimConfig::default()
+    }
+}
+
+/// Check the pulls of the SE and coadd fits of `model` over the clean isolated objects.
+fn check_pulls(mf: &Columns, scene: &Scene, model: &str, rows: &[usize]) {
+    let names = ["cen_v", "cen_u", "g1", "g2", "T"];
+    for prefix in [model.to_string(), format!("coadd_{model}")] {
+        let mut all = Vec::new();
+        for k in 0..5 + scene.nband() {
+            let p = pulls(mf, scene, &prefix, k, rows);
+            let name = names
+                .get(k)
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| format!("flux{}", k - 5));
+            eprintln!(
+                "{prefix} {name:>6}: n {} mean {:+.3} rms {:.3} max {:.2}",
+                p.n, p.mean, p.rms, p.max
+            );
+            all.push((name, p));
+        }
+        // shape and fluxes: the quantities a catalogue user takes from ngmixit
+        for (name, p) in &all {
+            if name == "g1" || name == "g2" || name.starts_with("flux") {
+                assert!(p.mean.abs() < 0.75, "{prefix} {name}: mean pull {}", p.mean);
+                assert!(
+                    (0.5..1.6).contains(&p.rms),
+                    "{prefix} {name}: rms pull {}",
+                    p.rms
+                );
+                assert!(p.max < 4.5, "{prefix} {name}: max |pull| {}", p.max);
+            }
+        }
+    }
+}
+
+#[test]
+fn three_bands_mixed_boxes_blends_recover_the_truth() {
+    let d = tmpdir("3band");
+    let scene = Scene::generate(&three_band_config(11)).unwrap();
+    let files = write_tile(&scene, &d, "tile").unwrap();
+    let cfg = config(&d, "3band", "exp", "");
+    let out = d.join("out.fits");
+    let mf = run_ok(&cfg, &out, &files, &[]);
+    let n = scene.objects.len();
+    let nb = 3;
+    assert_eq!(mf.nrows(), n);
+
+    // nband-shaped columns (spec §4.4)
+    for (name, r) in [
+        ("nimage_tot", nb),
+        ("psf_flags", nb),
+        ("psf_flux", nb),
+        ("psf_flux_err", nb),
+        ("psf_flux_s2n", nb),
+        ("nimage_use", nb),
+        ("exp_pars", 5 + nb),
+        ("exp_pars_cov", (5 + nb) * (5 + nb)),
+        ("exp_max_pars", 5 + nb),
+        ("exp_g", 2),
+        ("exp_g_cov", 4),
+        ("coadd_psf_flux", nb),
+        ("coadd__nimage_use", nb), // sic: the Python Namer("coadd_") + "_nimage_use"
+        ("coadd_exp_pars", 5 + nb),
+        ("coadd_exp_pars_cov", (5 + nb) * (5 + nb)),
+    ] {
+        assert_eq!(repeat(&mf, name), r, "{name}");
+    }
+    let ids = ints(&mf, "id");
+    let box_size = ints(&mf, "box_size");
+    let nimage_tot = ints(&mf, "nimage_tot");
+    let nimage_use = ints(&mf, "nimage_use");
+    let coadd_use = ints(&mf, "coadd__nimage_use");
+    for (i, o) in scene.objects.iter().enumerate() {
+        assert_eq!(ids[i], o.id);
+        assert_eq!(box_size[i] as usize, o.box_size);
+        for b in 0..nb {
+            let nse = scene.bands[b].epochs[1..]
+                .iter()
+                .filter(|e| e.covers[i])
+                .count() as i64;
+            assert_eq!(nimage_tot[i * nb + b], nse, "nimage_tot obj {i} band {b}");
+            assert_eq!(nimage_use[i * nb + b], nse, "nimage_use obj {i} band {b}");
+            assert_eq!(
+                coadd_use[i * nb + b],
+                1,
+                "coadd_nimage_use obj {i} band {b}"
+            );
+        }
+    }
+
+    // every object is fitted, blended or not
+    let flags = ints(&mf, "flags");
+    for (i, &f) in flags.iter().enumerate() {
+        assert_eq!(f, 0, "flags of object {i}");
+    }
+    for name in [
+        "exp_flags",
+        "coadd_exp_flags",
+        "psf_flags",
+        "coadd_psf_flags",
+    ] {
+        assert!(ints(&mf, name).iter().all(|&f| f == 0), "{name}");
+    }
+
+    // epoch_data: one row per usable epoch, pixel scales of the simulated Jacobians
+    let ed = read_table(&out, "epoch_data").unwrap();
+    let ncut_total: usize = (0..nb)
+        .map(|b| {
+            scene.bands[b]
+                .epochs
+                .iter()
+                .map(|e| e.covers.iter().filter(|&&c| c).count())
+                .sum::<usize>()
+        })
+        .sum();
+    assert_eq!(ed.nrows(), ncut_total, "SE and coadd epochs of every band");
+    let band_num = ints(&ed, "band_num");
+    let file_id = ints(&ed, "file_id");
+    let scale = floats(&ed, "pixel_scale");
+    for r in 0..ed.nrows() {
+        let ep = &scene.bands[band_num[r] as usize].epochs[file_id[r] as usize];
+        assert!((scale[r] - ep.scale()).abs() < 1e-9, "pixel_scale row {r}");
+    }
+
+    let clean = scene.clean_isolated();
+    assert_eq!(clean.len(), 13);
+    check_pulls(&mf, &scene, "exp", &clean);
+}
+
+#[test]
+fn masked_pixels_and_zero_weights_are_flagged_or_fitted() {
+    let d = tmpdir("masks");
+    let mut cfg = three_band_config(23);
+    cfg.nobj = 12;
+    cfg.npair = 0;
+    cfg.bands.truncate(2);
+    let mut scene = Scene::generate(&cfg).unwrap();
+    // DES bmask bits: 1 BPM, 2 SATURATE, 4 INTERP, 8 CRAY, 16 DETEDGE
+    scene.objects[0].mask = Mask::Core {
+        radius: 2.5,
+        bits: 2,
+    };
+    scene.objects[1].mask = Mask::Random { frac: 0.2, bits: 8 };
+    scene.objects[2].mask = Mask::Column { bits: 1 };
+    scene.objects[3].mask = Mask::ZeroWeight;
+    scene.objects[4].mask = Mask::FlagOnly {
+        radius: 3.0,
+        bits: 16,
+    };
+    let files = write_tile(&scene, &d, "masked").unwrap();
+
+    // 1. defaults: masked pixels carry no weight; the all-zero-weight object has no usable
+    // cutout in any band -> IMAGE_FLAGS; the others are fitted and agree with the truth
+    let c1 = config(&d, "masks", "exp", "");
+    let mf = run_ok(&c1, &d.join("m1.fits"), &files, &[]);
+    let flags = ints(&mf, "flags");
+    eprintln!("flags {flags:?}");
+    assert_eq!(flags[3], IMAGE_FLAGS as i64, "zero weight everywhere");
+    let nuse = ints(&mf, "nimage_use");
+    assert_eq!(
+        &nuse[6..8],
+        &[0, 0],
+        "no usable epoch of the zero-weight object"
+    );
+    for i in [0, 1, 2, 4, 5, 6, 7, 8, 9, 10, 11] {
+        assert_eq!(flags[i], 0, "object {i} ({})", scene.objects[i].mask.name());
+    }
+    let np = 7;
+    let pars = floats(&mf, "exp_pars");
+    let cov = floats(&mf, "exp_pars_cov");
+    for i in [0, 1, 2, 4] {
+        let t = scene.objects[i].pars();
+        for k in [2, 3, 5, 6] {
+            let pull = (pars[i * np + k] - t[k]) / cov[i * np * np + k * np + k].sqrt();
+            eprintln!("masked object {i} par {k}: pull {pull:+.2}");
+            assert!(pull.abs() < 5.0, "object {i} par {k}: pull {pull}");
+        }
+    }
+    // mask_frac reports the masked fraction: ~0 for clean objects (a few pixels may go to
+    // the cross-epoch outlier rejection), the masked fraction for masked ones
+    let mask_frac = floats(&mf, "mask_frac");
+    eprintln!("mask_frac {mask_frac:?}");
+    for i in [5, 6, 7, 8, 9, 10, 11] {
+        assert!(
+            mask_frac[i].abs() < 0.005,
+            "clean object {i}: {}",
+            mask_frac[i]
+        );
+    }
+    assert!(
+        (mask_frac[1] - 0.2).abs() < 0.05,
+        "random 20%: {}",
+        mask_frac[1]
+    );
+    assert!(mask_frac[0] > 0.0 && mask_frac[2] > 0.0);
+
+    // 2. cutouts with too many zero weights are skipped (max_zero_weight_frac), cutouts with
+    // bmask bits are skipped (bmask_skip_flags): those objects lose every cutout
+    let c2 = config(
+        &d,
+        "masks-skip",
+        "exp",
+        "max_zero_weight_frac: 0.1\nbmask_skip_flags: 16\n",
+    );
+    let mf = run_ok(&c2, &d.join("m2.fits"), &files, &[]);
+    let flags = ints(&mf, "flags");
+    eprintln!("flags (skip config) {flags:?}");
+    assert_eq!(flags[1], IMAGE_FLAGS as i64, "20% masked > 10% allowed");
+    assert_eq!(flags[3], IMAGE_FLAGS as i64, "zero weight");
+    assert_eq!(flags[4], IMAGE_FLAGS as i64, "bmask_skip_flags 16");
+    for i in [0, 2, 5, 6, 7, 8, 9, 10, 11] {
+        assert_eq!(flags[i], 0, "object {i}");
+    }
+
+    // 3. central_bmask_radius skips cutouts with any bmask bit near the centre (the core
+    // and the flag-only disc), extra_mask_flags zeroes the weight under bits 16
+    let c3 = config(
+        &d,
+        "masks-central",
+        "exp",
+        "central_bmask_radius: 4\nextra_mask_flags: 16\n",
+    );
+    let mf = run_ok(&c3, &d.join("m3.fits"), &files, &[]);
+    let flags = ints(&mf, "flags");
+    eprintln!("flags (central config) {flags:?}");
+    assert_eq!(flags[0], IMAGE_FLAGS as i64, "masked core");
+    assert_eq!(flags[4], IMAGE_FLAGS as i64, "bits at the centre");
+    for i in [5, 6, 7, 8, 9, 10, 11] {
+        assert_eq!(flags[i], 0, "object {i}");
+    }
+}
+
+/// Every column but the wall-clock `time_last_fit`.
+fn content(path: &Path, ext: &str) -> Vec<(String, String)> {
+    let c: Columns = read_table(path, ext).unwrap();
+    c.columns()
+        .iter()
+        .filter(|c| c.name != "time_last_fit")
+        .map(|c| (c.name.clone(), format!("{:?}", c.data)))
+        .collect()
+}
+
+#[test]
+fn multiband_output_is_identical_with_one_and_two_threads() {
+    let d = tmpdir("threads");
+    let mut cfg = three_band_config(31);
+    cfg.nobj = 9;
+    cfg.npair = 2;
+    cfg.epoch_coverage = 0.7;
+    cfg.models = vec![SimModel::Exp, SimModel::Dev, SimModel::Gauss];
+    let mut scene = Scene::generate(&cfg).unwrap();
+    scene.objects[2].mask = Mask::Random { frac: 0.1, bits: 8 };
+    let files = write_tile(&scene, &d, "thr").unwrap();
+    let c = config(&d, "thr", "exp", "");
+    let t1 = d.join("t1.fits");
+    let t2 = d.join("t2.fits");
+    run_ok(&c, &t1, &files, &["--threads", "1"]);
+    run_ok(&c, &t2, &files, &["--threads", "2"]);
+    for ext in ["model_fits", "epoch_data", "meta_data"] {
+        let (a, b) = (content(&t1, ext), content(&t2, ext));
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(x, y, "{ext}");
+        }
+    }
+    // one metadata row per band, naming its MEDS file
+    let meta = read_table(&t1, "meta_data").unwrap();
+    assert_eq!(meta.nrows(), 3);
+    let medsf = meta.get("meds_file").unwrap().as_str().unwrap();
+    for (b, p) in files.meds.iter().enumerate() {
+        assert_eq!(medsf[b], p.to_string_lossy());
+    }
+}
