@@ -64,6 +64,14 @@ struct Spec {
     bmask_px: Vec<(usize, usize, usize, i32)>,
     /// Image value scale.
     flux: f64,
+    /// `(object, cutout, pixel or all, value)` written into the image cutouts.
+    image_edit: Vec<(usize, usize, Option<usize>, f32)>,
+    /// The same for the weight cutouts.
+    weight_edit: Vec<(usize, usize, Option<usize>, f32)>,
+    /// Override of the `box_size` column.
+    box_size: Option<Vec<i32>>,
+    /// Override of `dudcol` for (object, cutout).
+    dudcol_edit: Vec<(usize, usize, f64)>,
 }
 
 impl Spec {
@@ -84,6 +92,10 @@ impl Spec {
             image_flags: vec![0, 0, 0, 8],
             bmask_px: vec![],
             flux: 100.0,
+            image_edit: vec![],
+            weight_edit: vec![],
+            box_size: None,
+            dudcol_edit: vec![],
         }
     }
 }
@@ -144,8 +156,8 @@ fn write_meds(path: &Path, s: &Spec) {
     .unwrap();
     hdu.write_col(&mut f, "number", &(1..=n as i32).collect::<Vec<_>>())
         .unwrap();
-    hdu.write_col(&mut f, "box_size", &vec![BOX as i32; n])
-        .unwrap();
+    let bs = s.box_size.clone().unwrap_or_else(|| vec![BOX as i32; n]);
+    hdu.write_col(&mut f, "box_size", &bs).unwrap();
     hdu.write_col(&mut f, "ncutout", &vec![NCUT as i32; n])
         .unwrap();
     hdu.write_col(&mut f, "ra", &vec![10.0; n]).unwrap();
@@ -167,7 +179,12 @@ fn write_meds(path: &Path, s: &Spec) {
     hdu.write_col(&mut f, "cutout_col", &vec![7.5; npc])
         .unwrap();
     for (k, name) in ["dudrow", "dudcol", "dvdrow", "dvdcol"].iter().enumerate() {
-        let v: Vec<f64> = (0..npc).map(|i| jac(i % NCUT)[k]).collect();
+        let mut v: Vec<f64> = (0..npc).map(|i| jac(i % NCUT)[k]).collect();
+        if *name == "dudcol" {
+            for &(o, c, x) in &s.dudcol_edit {
+                v[o * NCUT + c] = x;
+            }
+        }
         hdu.write_col(&mut f, *name, &v).unwrap();
     }
 
@@ -209,6 +226,15 @@ fn write_meds(path: &Path, s: &Spec) {
     }
     for &(o, c, pix, v) in &s.bmask_px {
         bmask[(o * NCUT + c) * BOX * BOX + pix] = v;
+    }
+    for (edits, arr) in [(&s.image_edit, &mut image), (&s.weight_edit, &mut weight)] {
+        for &(o, c, pix, v) in edits {
+            let base = (o * NCUT + c) * BOX * BOX;
+            match pix {
+                Some(p) => arr[base + p] = v,
+                None => arr[base..base + BOX * BOX].fill(v),
+            }
+        }
     }
     let img = |f: &mut FitsFile, name: &str, v: &[f32]| {
         let d = ImageDescription {
@@ -909,4 +935,109 @@ fn unsupported_keys_are_rejected_by_name() {
         assert!(e.contains(&format!("`{key}`")), "{key}: {e}");
         assert!(e.contains("test.yaml") || e.contains("config"), "{e}");
     }
+}
+
+// ------------------------------------------------------------------------------------------
+// Malformed data: flagged cutouts or errors naming the file, never a panic
+
+#[test]
+fn bad_pixels_flag_cutouts_instead_of_failing() {
+    let d = Scratch::new("badpix");
+    let meds = d.file("m.fits");
+    let mut spec = Spec::standard();
+    spec.image_edit = vec![
+        (0, 1, Some(40), f32::NAN), // one NaN pixel: usable, that pixel unweighted
+        (0, 2, None, f32::NAN),     // all NaN: flagged
+        (1, 0, Some(3), f32::INFINITY),
+    ];
+    spec.weight_edit = vec![
+        (1, 1, None, 0.0),         // zero weight everywhere: flagged
+        (1, 2, Some(5), f32::NAN), // NaN weight pixel: unweighted
+        (1, 0, Some(7), -3.0),     // negative weight pixel: unweighted
+    ];
+    spec.dudcol_edit = vec![(0, 0, f64::NAN)]; // non-finite jacobian: flagged
+    write_meds(&meds, &spec);
+    for region in [
+        Region::Weight,
+        Region::Uberseg,
+        Region::Mof,
+        Region::SegAndSky,
+    ] {
+        let io = IoSettings {
+            region,
+            reject_outliers: true,
+            ..Default::default()
+        };
+        let mut src = open(&meds, io, DesSettings::default(), None);
+        let o = read(&mut src, 0);
+        assert_eq!(o.coadd.bands[0][0].flags, IMAGE_FLAGS, "{region:?}");
+        let a = &o.se.bands[0][0];
+        if region == Region::Weight {
+            assert_eq!(a.flags, 0, "{region:?}");
+            assert_eq!(a.weight[[40 / BOX, 40 % BOX]], 0.0);
+            assert_eq!(a.weight.iter().filter(|&&w| w > 0.0).count(), 255);
+        } else {
+            // the seg-based weights need the (broken) coadd jacobian
+            assert_eq!(a.flags, IMAGE_FLAGS, "{region:?}");
+        }
+        assert_eq!(o.se.bands[0][1].flags, IMAGE_FLAGS, "{region:?}");
+        let o = read(&mut src, 1);
+        let c = &o.coadd.bands[0][0];
+        assert_eq!(c.flags, 0);
+        assert_eq!(c.weight[[0, 3]], 0.0);
+        assert_eq!(c.weight[[0, 7]], 0.0);
+        assert_eq!(o.se.bands[0][1 - 1].flags, IMAGE_FLAGS, "{region:?}");
+        let e = &o.se.bands[0][1];
+        assert_eq!(e.flags, 0);
+        assert_eq!(e.weight[[0, 5]], 0.0);
+        for obs in o.se.iter().chain(o.coadd.iter()) {
+            assert!(obs.weight.iter().all(|w| w.is_finite() && *w >= 0.0));
+        }
+    }
+}
+
+#[test]
+fn box_size_beyond_the_pixels_is_an_error_naming_the_hdu() {
+    let d = Scratch::new("boxsize");
+    let meds = d.file("m.fits");
+    let mut spec = Spec::standard();
+    // object 1's cutouts claim 40x40 pixels: the last one runs past the end of the HDU
+    spec.box_size = Some(vec![BOX as i32, 40]);
+    write_meds(&meds, &spec);
+    let mut src = open(&meds, io_weight(), DesSettings::default(), None);
+    read(&mut src, 0);
+    let mut o = ObjectObs::default();
+    let e = src.read_object(1, &mut o).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("m.fits") && msg.contains("image_cutouts"),
+        "{msg}"
+    );
+
+    // a negative box size is rejected when the file is opened or read, with the column named
+    spec.box_size = Some(vec![BOX as i32, -4]);
+    write_meds(&meds, &spec);
+    let r = MedsSource::open(&[meds.clone()], io_weight()).and_then(|mut s| {
+        let mut o = ObjectObs::default();
+        s.read_object(1, &mut o)
+    });
+    let msg = r.unwrap_err().to_string();
+    assert!(msg.contains("box_size"), "{msg}");
+}
+
+#[test]
+fn bands_with_different_object_counts_are_rejected() {
+    let d = Scratch::new("nobj");
+    let a = d.file("a.fits");
+    let b = d.file("b.fits");
+    write_meds(&a, &Spec::standard());
+    let mut spec = Spec::standard();
+    spec.nobj = 1;
+    spec.file_id.truncate(1);
+    spec.orig.truncate(1);
+    write_meds(&b, &spec);
+    let e = MedsSource::open(&[a, b], io_weight())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("b.fits") && e.contains("has 1 objects"), "{e}");
 }

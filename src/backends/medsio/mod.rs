@@ -453,6 +453,15 @@ impl MedsSource {
         } else {
             None
         };
+        // A singular or non-finite jacobian (ngmixer: jacobian None) skips the cutout; the
+        // seg-based weights also need the coadd's.
+        let Ok(jac) = f.jacobian(iobj, icut) else {
+            return Ok(None);
+        };
+        let coadd_jac_ok = icut == 0 || f.jacobian(iobj, 0).is_ok();
+        if !coadd_jac_ok && s.region != Region::Weight {
+            return Ok(None);
+        }
         f.cutout(CutoutKind::Weight, iobj, icut, buf)?;
         let mut wt_raw = Array2::from_shape_vec((nr, nc), buf.clone())
             .map_err(|e| Error::Invalid(e.to_string()))?;
@@ -518,10 +527,6 @@ impl MedsSource {
         if s.ignore_zero_images && image.sum() == 0.0 {
             return Ok(None);
         }
-        let Ok(jac) = f.jacobian(iobj, icut) else {
-            // a singular or non-finite jacobian (ngmixer: jacobian None) skips the cutout
-            return Ok(None);
-        };
         let Some((psf_im, (prow, pcol), sigma_pix)) = self.psf_image(f, band, iobj, icut, buf)?
         else {
             return Ok(None);
@@ -549,7 +554,12 @@ impl MedsSource {
         obs.weight_us = wt_us;
         obs.bmask = bmask;
         if f.has_cutouts(CutoutKind::Seg) {
-            let (sr, sc) = f.interpolated_coadd_seg(iobj, icut, ibuf)?;
+            // ngmixer falls back to the epoch's own seg cutout when the interpolation fails
+            let (sr, sc) = if coadd_jac_ok {
+                f.interpolated_coadd_seg(iobj, icut, ibuf)?
+            } else {
+                f.cutout_i32(CutoutKind::Seg, iobj, icut, ibuf)?
+            };
             obs.seg = Array2::from_shape_vec((sr, sc), ibuf.clone()).ok();
         }
         if f.has_cutouts(CutoutKind::Noise) {
