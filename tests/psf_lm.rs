@@ -686,3 +686,33 @@ fn admom_psf() {
     assert!(et < 1e-3 && eg < 1e-3, "{et:e} {eg:e}");
     assert!(rel(gm.flux(), sum) < 1e-14);
 }
+
+/// `fit_psfs` with an LM model: epochs whose PSF fit fails are dropped (a blank PSF stamp has
+/// no usable flux), a band left without epochs is a PSF failure.
+#[test]
+fn fit_psfs_drops_failed_epochs() {
+    use ngmixer::fitting::boot::fit_psfs;
+    use ngmixer::obs::MultiBandObs;
+    let jac = des_jac(16.0, 16.0);
+    let pars = [0.0, 0.0, 0.04, 0.02, 0.17, 0.52, 0.0346, 0.0346];
+    let truth = Model::Coellip(2).gmix(&pars).unwrap();
+    let good = || obs_with_psf(render(&truth, &jac, 33, 33, true), jac, 0.3);
+    let blank = || obs_with_psf(Array2::zeros((33, 33)), jac, 0.3);
+    let cfg = lm_cfg(LmPsfModel::Coellip(2), PSF_LM_DEFAULT, 3, None);
+
+    let mut mb = MultiBandObs::new(vec![vec![good(), blank()], vec![blank(), good(), good()]]);
+    let kept = fit_psfs(&mut mb, &cfg, &mut object_rng(9, 0)).unwrap();
+    assert_eq!(
+        kept.bands.iter().map(|b| b.len()).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    assert!(kept.iter().all(|o| o.psf_gmix().is_some()));
+    let flags: Vec<i32> = mb
+        .iter()
+        .map(|o| o.psf.as_ref().unwrap().fit_info.unwrap().flags)
+        .collect();
+    assert_eq!(flags.iter().filter(|&&f| f != 0).count(), 2);
+
+    let mut mb = MultiBandObs::new(vec![vec![good()], vec![blank()]]);
+    assert!(fit_psfs(&mut mb, &cfg, &mut object_rng(9, 1)).is_err());
+}
