@@ -3,13 +3,15 @@
 
 use crate::backends::medsio::{IoSettings, Region};
 use crate::config::{
-    CenPriorSpec, FittingConfig, GPriorSpec, GalaxyModel, MaxFrac, ModelPriorSpec,
-    Region as CfgRegion, ScalarPrior,
+    CenPriorSpec, FittingConfig, FracdevPriorSpec, GPriorSpec, GalaxyModel, MaxFrac,
+    ModelPriorSpec, Region as CfgRegion, ScalarPrior,
 };
 use crate::error::{Error, Result};
 use crate::fitter::{FitterSettings, GalModel};
 use crate::fitting::boot::psf_fit_config;
+use crate::fitting::cm::{linspace, CmConfig};
 use crate::fitting::lm::LmPars;
+use crate::gmix::models::Tables;
 use crate::priors::{CenPrior, GMixND, PriorSimpleSep, ShapePrior, TPrior};
 
 fn cerr(cfg: &FittingConfig, msg: impl Into<String>) -> Error {
@@ -76,6 +78,73 @@ fn joint_prior(
     PriorSimpleSep::new(cen, g, t, counts).map_err(|e| cerr(cfg, format!("{key}: {e}")))
 }
 
+/// The `fracdev` prior of `cm` (ngmixer `get_fracdev_prior`): a FITS table with columns
+/// `weights`, `means`, `covars` (path with `~` and `$VARS` expanded, relative paths taken from
+/// the working directory as ngmixer does), or the inline arrays.
+pub fn fracdev_prior(cfg: &FittingConfig, spec: &FracdevPriorSpec) -> Result<GMixND> {
+    let key = "model_pars.cm.fracdev";
+    let g = match spec {
+        FracdevPriorSpec::File(file) => {
+            let path = crate::config::expand_path(file);
+            GMixND::from_fits_table(&path).map_err(|e| cerr(cfg, format!("{key}.file: {e}")))?
+        }
+        FracdevPriorSpec::Inline {
+            weights,
+            means,
+            covars,
+        } => GMixND::new(weights, means, covars).map_err(|e| cerr(cfg, format!("{key}: {e}")))?,
+    };
+    if g.ndim() != 1 {
+        return Err(cerr(
+            cfg,
+            format!(
+                "{key}: the fracdev prior must be one-dimensional, got {} dimensions",
+                g.ndim()
+            ),
+        ));
+    }
+    Ok(g)
+}
+
+/// The composite-model settings: `max_pars.{use_fracdev_grid, fracdev_range, TdByTe_range}`,
+/// the `fracdev_grid` and the `model_pars.cm.fracdev` prior (required, as in ngmixer).
+pub fn cm_config(cfg: &FittingConfig) -> Result<CmConfig> {
+    let spec = cfg
+        .model_pars
+        .prior(GalaxyModel::Cm)
+        .and_then(|s| s.fracdev.as_ref())
+        .ok_or_else(|| {
+            cerr(
+                cfg,
+                "model_pars.cm.fracdev: the cm model needs a fracdev prior (`file`, or \
+                 `weights`, `means`, `covars`)",
+            )
+        })?;
+    let prior = fracdev_prior(cfg, spec)?;
+    let g = cfg.fracdev_grid();
+    let grid = linspace(g.min, g.max, g.num as usize);
+    if grid.is_empty() {
+        return Err(cerr(cfg, "fracdev_grid.num: must be at least 1"));
+    }
+    let mp = &cfg.max_pars;
+    for (name, [lo, hi]) in [
+        ("max_pars.fracdev_range", mp.fracdev_range),
+        ("max_pars.TdByTe_range", mp.tdbyte_range),
+    ] {
+        if !(lo <= hi) {
+            return Err(cerr(cfg, format!("{name}: [{lo}, {hi}] is not ordered")));
+        }
+    }
+    Ok(CmConfig {
+        fracdev_prior: Some(prior),
+        fracdev_grid: grid,
+        use_fracdev_grid: mp.use_fracdev_grid,
+        fracdev_range: mp.fracdev_range,
+        tdbyte_range: mp.tdbyte_range,
+        tables: Tables::V1,
+    })
+}
+
 /// Settings of the max-likelihood fitter for `nband` bands.
 pub fn fitter_settings(cfg: &FittingConfig, nband: usize) -> Result<FitterSettings> {
     let models_cfg = cfg
@@ -85,14 +154,14 @@ pub fn fitter_settings(cfg: &FittingConfig, nband: usize) -> Result<FitterSettin
     let mut models = Vec::new();
     for m in models_cfg {
         let gm = match m {
-            GalaxyModel::Gauss | GalaxyModel::Exp | GalaxyModel::Dev => {
-                GalModel::parse(m.as_str()).ok_or_else(|| cerr(cfg, format!("fit_models: {}", m.as_str())))?
-            }
+            GalaxyModel::Gauss | GalaxyModel::Exp | GalaxyModel::Dev => GalModel::parse(m.as_str())
+                .ok_or_else(|| cerr(cfg, format!("fit_models: {}", m.as_str())))?,
+            GalaxyModel::Cm => GalModel::cm(cm_config(cfg)?),
             other => {
                 return Err(cerr(
                     cfg,
                     format!(
-                        "model_pars: model '{}' is not supported by this fitter yet (supported: gauss, exp, dev)",
+                        "model_pars: model '{}' is not supported by this fitter yet (supported: gauss, exp, dev, cm)",
                         other.as_str()
                     ),
                 ))

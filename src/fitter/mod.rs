@@ -15,6 +15,7 @@ pub use driver::{Catalog, Fitter};
 use rand_core::Rng;
 
 use crate::fitting::boot::{self, PsfFitConfig};
+use crate::fitting::cm::{fit_cm, CmConfig, CmResult};
 use crate::fitting::kernel::{ModelSpec, V1};
 use crate::fitting::lm::LmPars;
 use crate::fitting::maxlike::{MaxLikeResult, NoPrior};
@@ -25,10 +26,12 @@ use crate::output::Table;
 use crate::priors::PriorSimpleSep;
 
 /// A galaxy model of `fit_models`.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum GalModel {
     /// gauss / exp / dev.
     Simple(SimpleKind),
+    /// The composite exp+dev model with its fracdev settings (ngmix `CompositeBootstrapper`).
+    Cm(Box<CmConfig>),
 }
 
 impl GalModel {
@@ -39,23 +42,30 @@ impl GalModel {
             GalModel::Simple(SimpleKind::Exp) => "exp",
             GalModel::Simple(SimpleKind::Dev) => "dev",
             GalModel::Simple(SimpleKind::Turb) => "turb",
+            GalModel::Cm(_) => "cm",
         }
     }
 
-    /// Parse a config name.
+    /// Parse a config name; `cm` gets ngmix's default settings without a fracdev prior (use
+    /// [`GalModel::cm`] to give them).
     pub fn parse(name: &str) -> Option<Self> {
         Some(match name {
             "gauss" => GalModel::Simple(SimpleKind::Gauss),
             "exp" => GalModel::Simple(SimpleKind::Exp),
             "dev" => GalModel::Simple(SimpleKind::Dev),
+            "cm" => GalModel::cm(CmConfig::default()),
             _ => return None,
         })
     }
 
-    fn spec(&self) -> ModelSpec {
-        match self {
-            GalModel::Simple(k) => ModelSpec::simple(*k, Tables::V1),
-        }
+    /// The composite model with these settings.
+    pub fn cm(cfg: CmConfig) -> Self {
+        GalModel::Cm(Box::new(cfg))
+    }
+
+    /// Whether this is the composite model (it has the extra `fracdev`/`TdByTe` columns).
+    pub fn is_cm(&self) -> bool {
+        matches!(self, GalModel::Cm(_))
     }
 }
 
@@ -249,7 +259,7 @@ impl FitterSettings {
         for (model, prior) in &self.models {
             let mf = match &good {
                 Err(_) => PSF_FIT_FAILURE,
-                Ok(g) => self.run_model(g, *model, prior.as_ref(), coadd, rng, data, row, &npsf),
+                Ok(g) => self.run_model(g, model, prior.as_ref(), coadd, rng, data, row, &npsf),
             };
             fit_flags |= mf;
             if mf & PSF_FIT_FAILURE == 0 {
@@ -266,7 +276,7 @@ impl FitterSettings {
     fn run_model<R: Rng + ?Sized>(
         &self,
         good: &MultiBandObs,
-        model: GalModel,
+        model: &GalModel,
         prior: Option<&PriorSimpleSep>,
         coadd: bool,
         rng: &mut R,
@@ -327,50 +337,87 @@ impl FitterSettings {
         if flags != 0 {
             return flags;
         }
-        let spec = model.spec();
         let psf_t = good.bands[0][0].psf_gmix().map(|g| g.t()).unwrap_or(1.0);
-        let res = match prior {
-            Some(p) => boot::fit_max_ntry::<V1, PriorSimpleSep>(
-                good,
-                &spec,
-                Some(p),
-                &self.lm,
-                self.max_ntry,
-                || boot::guess_tflux_prior(psf_t, &fluxes, p, rng),
-            ),
-            None => {
-                let mut guess = move || {
+        let n = self.front(model.name(), coadd);
+        // ngmix's guessers without an external guess: TFluxAndPriorGuesser with a prior;
+        // without one the PSF T and fluxes themselves
+        let mut guess = || -> Vec<f64> {
+            match prior {
+                Some(p) => boot::guess_tflux_prior(psf_t, &fluxes, p, rng),
+                None => {
                     let mut g = vec![0.0; 5 + fluxes.len()];
                     g[4] = psf_t;
                     g[5..].copy_from_slice(&fluxes);
                     g
-                };
-                boot::fit_max_ntry::<V1, NoPrior>(
-                    good,
-                    &spec,
-                    None,
-                    &self.lm,
-                    self.max_ntry,
-                    &mut guess,
-                )
+                }
             }
         };
-        match res {
-            Ok(r) if r.flags == 0 => {
-                let rr = boot::round_s2n(good, &spec, &r.pars);
-                self.copy_result(data, row, &self.front(model.name(), coadd), &r, &rr);
-                0
+        match model {
+            GalModel::Simple(kind) => {
+                let spec = ModelSpec::simple(*kind, Tables::V1);
+                let res = match prior {
+                    Some(p) => boot::fit_max_ntry::<V1, PriorSimpleSep>(
+                        good,
+                        &spec,
+                        Some(p),
+                        &self.lm,
+                        self.max_ntry,
+                        &mut guess,
+                    ),
+                    None => boot::fit_max_ntry::<V1, NoPrior>(
+                        good,
+                        &spec,
+                        None,
+                        &self.lm,
+                        self.max_ntry,
+                        &mut guess,
+                    ),
+                };
+                match res {
+                    // a flagged fit is a BootGalFailure in ngmix: the model columns keep
+                    // their defaults
+                    Ok(r) if r.flags == 0 => {
+                        let rr = boot::round_s2n(good, &spec, &r.pars);
+                        self.copy_result(data, row, &n, &r, &rr);
+                        0
+                    }
+                    _ => GAL_FIT_FAILURE,
+                }
             }
-            Ok(r) => {
-                data.set1(
-                    row,
-                    &namer(&self.front(model.name(), coadd), "flags"),
-                    r.flags as f64,
-                );
-                GAL_FIT_FAILURE
+            GalModel::Cm(cfg) => {
+                let res = match prior {
+                    Some(p) => fit_cm::<V1, PriorSimpleSep>(
+                        good,
+                        Some(p),
+                        cfg,
+                        &self.lm,
+                        self.max_ntry,
+                        |_| guess(),
+                    ),
+                    None => {
+                        fit_cm::<V1, NoPrior>(good, None, cfg, &self.lm, self.max_ntry, |_| guess())
+                    }
+                };
+                match res {
+                    Ok(cm) => {
+                        let spec = cm.spec(cfg.tables);
+                        let rr = boot::round_s2n(good, &spec, &cm.fit.pars);
+                        self.copy_result(data, row, &n, &cm.fit, &rr);
+                        Self::copy_cm(data, row, &n, &cm);
+                        0
+                    }
+                    Err(_) => GAL_FIT_FAILURE,
+                }
             }
-            Err(_) => GAL_FIT_FAILURE,
         }
+    }
+
+    fn copy_cm(data: &mut Table, row: usize, n: &str, cm: &CmResult) {
+        data.set1(row, &namer(n, "fracdev"), cm.fracdev);
+        data.set1(row, &namer(n, "fracdev_noclip"), cm.fracdev_noclip);
+        data.set1(row, &namer(n, "fracdev_err"), cm.fracdev_err);
+        data.set1(row, &namer(n, "TdByTe"), cm.tdbyte);
+        data.set1(row, &namer(n, "TdByTe_noclip"), cm.tdbyte_noclip);
     }
 
     fn copy_result(

@@ -61,6 +61,18 @@ impl FitterSettings {
             v.push(c(namer(&n, "s2n_r"), Kind::F64, &[], DEFVAL));
             v.push(c(namer(&n, tname), Kind::F64, &[], DEFVAL));
             v.push(c(namer(&n, "psf_T_r"), Kind::F64, &[], DEFVAL));
+            if model.is_cm() {
+                // ngmixer writes these as f4
+                for name in [
+                    "fracdev",
+                    "fracdev_noclip",
+                    "fracdev_err",
+                    "TdByTe",
+                    "TdByTe_noclip",
+                ] {
+                    v.push(c(namer(&n, name), Kind::F32, &[], DEFVAL));
+                }
+            }
         }
         v
     }
