@@ -270,3 +270,23 @@ fn bad_configs_are_errors() {
     // the default PSF FWHM range is sane
     assert!(fwhm_to_t(SimConfig::default().psf_fwhm.0) > 0.2);
 }
+
+#[test]
+fn an_object_on_single_epoch_images_must_be_on_the_coadd() {
+    let cfg = SimConfig {
+        nobj: 3,
+        ..SimConfig::default()
+    };
+    let mut scene = Scene::generate(&cfg).unwrap();
+    scene.bands[0].epochs[0].covers[1] = false;
+    assert!(scene.render_band(0).is_err());
+    // off every image of the band: ncutout 0
+    for ep in &mut scene.bands[0].epochs {
+        ep.covers[1] = false;
+    }
+    let d = scene.render_band(0).unwrap();
+    match d.object_data.get("ncutout") {
+        Some(ngmixer::sim::ColData::I64(v)) => assert_eq!(v[1], 0),
+        other => panic!("ncutout column {other:?}"),
+    }
+}

@@ -636,3 +636,35 @@ fn fof_file_and_obj_flags_tables_in_extension_one() {
     assert_eq!(flags[4], 0);
     assert_eq!(obj_flags[4], 0);
 }
+
+/// Objects with no single-epoch cutout in one band (coadd only) or no cutout at all in one
+/// band (`ncutout = 0`) get NO_CUTOUTS; the rest of the tile is fitted.
+#[test]
+fn missing_cutouts_in_one_band_give_no_cutouts() {
+    let d = tmpdir("nocut");
+    let mut cfg = three_band_config(12);
+    cfg.npair = 0;
+    cfg.nobj = 8;
+    let mut scene = Scene::generate(&cfg).unwrap();
+    for e in 1..scene.bands[1].epochs.len() {
+        scene.bands[1].epochs[e].covers[0] = false;
+    }
+    for e in 0..scene.bands[2].epochs.len() {
+        scene.bands[2].epochs[e].covers[1] = false;
+    }
+    let files = write_tile(&scene, &d, "nocut").unwrap();
+    let c = config(&d, "nocut", "exp", "");
+    let mf = run_ok(&c, &d.join("o.fits"), &files, &[]);
+    let flags = ints(&mf, "flags");
+    let no_cutouts = ngmixer::flags::NO_CUTOUTS as i64;
+    assert_eq!(flags[0], no_cutouts, "band 1 has only the coadd");
+    assert_eq!(flags[1], no_cutouts, "band 2 has no cutout");
+    assert!(flags[2..].iter().all(|&f| f == 0), "{flags:?}");
+    let nimage_tot = ints(&mf, "nimage_tot");
+    assert_eq!(nimage_tot[1], 0);
+    assert_eq!(nimage_tot[3 + 2], 0);
+    for name in ["exp_flags", "coadd_exp_flags"] {
+        let f = ints(&mf, name);
+        assert_eq!(&f[..2], &[ngmixer::flags::NO_ATTEMPT as i64; 2], "{name}");
+    }
+}

@@ -286,6 +286,13 @@ impl Scene {
         }
 
         for (i, o) in self.objects.iter().enumerate() {
+            // cutout 0 is the coadd: an object seen by single-epoch images must be on it
+            if !bt.epochs[0].covers[i] && bt.epochs[1..].iter().any(|ep| ep.covers[i]) {
+                return Err(Error::Invalid(format!(
+                    "sim band {}: object {} is on single-epoch images but not on the coadd",
+                    bt.name, o.id
+                )));
+            }
             let bs = o.box_size;
             let mut icut = 0usize;
             for (e, ep) in bt.epochs.iter().enumerate() {

@@ -327,7 +327,10 @@ pub struct EpochTruth {
     pub psf_offset: [f64; 2],
     /// Noise sigma (image units).
     pub noise: f64,
-    /// Per object: whether this image covers it (always true for the coadd).
+    /// Per object: whether this image covers it. Generated scenes cover every object with
+    /// the coadd and at least one single-epoch image per band; edit it to drop cutouts (an
+    /// object left on single-epoch images must stay on the coadd, which is cutout 0; an object
+    /// on no image of a band gets `ncutout = 0` there).
     pub covers: Vec<bool>,
 }
 
