@@ -992,6 +992,10 @@ fn bad_pixels_flag_cutouts_instead_of_failing() {
         assert_eq!(e.weight[[0, 5]], 0.0);
         for obs in o.se.iter().chain(o.coadd.iter()) {
             assert!(obs.weight.iter().all(|w| w.is_finite() && *w >= 0.0));
+            if obs.flags == 0 {
+                let raw = obs.weight_raw.as_ref().unwrap();
+                assert!(raw.iter().all(|w| w.is_finite()), "{region:?}");
+            }
         }
     }
 }
@@ -1040,4 +1044,65 @@ fn bands_with_different_object_counts_are_rejected() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("b.fits") && e.contains("has 1 objects"), "{e}");
+}
+
+// ------------------------------------------------------------------------------------------
+// ngmixit with --psf-map
+
+fn ngmixit(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ngmixit"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn ngmixit_fits_with_psfex_psfs_from_psf_maps() {
+    let d = Scratch::new("cli");
+    let meds = d.file("tile_r_meds.fits");
+    write_meds(&meds, &Spec::standard());
+    let mapf = d.file("psfmap-r.dat");
+    write_map(&mapf);
+    let cfgf = d.file("cfg.yaml");
+    std::fs::write(
+        &cfgf,
+        format!(
+            "{BASE_CFG}imageio: {{io_type: \"meds-des-y3\", image_type: \"flux\", psfs: {{type: \"psfex\"}}}}\n\
+             image_flags2check: 8\nfit_coadd_galaxy: True\nfit_me_galaxy: True\n"
+        ),
+    )
+    .unwrap();
+    let out = d.file("out.fits");
+    let mut psf_map_arg = std::ffi::OsString::from("--psf-map=");
+    psf_map_arg.push(&mapf);
+    let o = ngmixit(&[
+        psf_map_arg.as_os_str(),
+        "--seed=3".as_ref(),
+        cfgf.as_os_str(),
+        out.as_os_str(),
+        meds.as_os_str(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mf = ngmixer::backends::meds::read_table(&out, "model_fits").unwrap();
+    assert_eq!(mf.nrows(), 2);
+    let ed = ngmixer::backends::meds::read_table(&out, "epoch_data").unwrap();
+    assert!(ed.nrows() >= 4, "{}", ed.nrows());
+
+    // psfex without --psf-map
+    let o = ngmixit(&[cfgf.as_os_str(), out.as_os_str(), meds.as_os_str()]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--psf-map"), "{err}");
+
+    // a malformed map line is named
+    std::fs::write(&mapf, "-9999 -9999 /x.psf\n12 /y.psf extra fields\n").unwrap();
+    let o = ngmixit(&[
+        psf_map_arg.as_os_str(),
+        cfgf.as_os_str(),
+        out.as_os_str(),
+        meds.as_os_str(),
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("psfmap-r.dat:2"), "{err}");
 }

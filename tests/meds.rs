@@ -509,3 +509,46 @@ fn missing_psf_hdu() {
     let (_, hdu, msg) = fits_msg(&MedsFile::open(&p).unwrap_err());
     assert_eq!(hdu.as_deref(), Some("image_cutouts"), "{msg}");
 }
+
+/// The distance-transform uberseg gives exactly the k-d tree's weights on every e2e cutout
+/// (including the pixels equidistant from two objects, where the tree's order decides), and
+/// is faster.
+#[test]
+fn fast_uberseg_equals_the_tree_on_every_e2e_cutout() {
+    use ngmixer::backends::meds::{uberseg_in_place, uberseg_in_place_tree};
+    let m = MedsFile::open(meds_path()).unwrap();
+    let (mut cw, mut seg) = (Vec::new(), Vec::new());
+    let (mut t_fast, mut t_tree) = (0.0, 0.0);
+    let mut n = 0;
+    for iobj in 0..m.size() {
+        for icut in 0..m.ncutout(iobj).unwrap() {
+            let (nr, nc) = m.cweight(iobj, icut, &mut cw).unwrap();
+            m.interpolated_coadd_seg(iobj, icut, &mut seg).unwrap();
+            let number = m.number(iobj).unwrap();
+            let mut a = cw.clone();
+            let t = std::time::Instant::now();
+            uberseg_in_place(&mut a, &seg, nr, nc, number);
+            t_fast += t.elapsed().as_secs_f64();
+            let mut distinct = seg.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            let mut b: Vec<f64> = cw.iter().map(|&w| w as f32 as f64).collect();
+            if distinct.len() == 2 {
+                b = cw.clone();
+            }
+            let t = std::time::Instant::now();
+            if distinct.len() != 2 {
+                uberseg_in_place_tree(&mut b, &seg, nr, nc, number);
+            }
+            t_tree += t.elapsed().as_secs_f64();
+            assert_eq!(a, b, "object {iobj} cutout {icut}");
+            n += 1;
+        }
+    }
+    assert_eq!(n, 198);
+    eprintln!(
+        "uberseg over {n} e2e cutouts: k-d tree {:.2} ms, distance transform {:.2} ms",
+        t_tree * 1e3,
+        t_fast * 1e3
+    );
+}

@@ -33,6 +33,8 @@ pub use columns::{
     PerCutout,
 };
 pub use outliers::{reject_outliers, reject_outliers_with, OUTLIER_A, OUTLIER_NSIGMA};
+#[doc(hidden)]
+pub use seg::uberseg_in_place_tree;
 pub use seg::{
     central_segid, coadd_index_map, composite_weight, inverse_2x2, uberseg_in_place, CutoutFrame,
 };

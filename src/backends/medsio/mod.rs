@@ -550,6 +550,10 @@ impl MedsSource {
         };
         obs.meta = meta;
         obs.psf = Some(Box::new(psf));
+        // non-finite raw/uberseg weights (NaN pixels in the file) become 0, as in `weight`
+        for a in std::iter::once(&mut wt_raw).chain(wt_us.as_mut()) {
+            a.mapv_inplace(|w| if w.is_finite() { w } else { 0.0 });
+        }
         obs.weight_raw = Some(wt_raw);
         obs.weight_us = wt_us;
         obs.bmask = bmask;
