@@ -668,3 +668,85 @@ fn missing_cutouts_in_one_band_give_no_cutouts() {
         assert_eq!(&f[..2], &[ngmixer::flags::NO_ATTEMPT as i64; 2], "{name}");
     }
 }
+
+/// The composite model: exp+dev galaxies with fracdev 0.2 or 0.8 fitted with `cm` (fracdev
+/// prior given inline). fracdev is recovered, shapes have sane pulls, fluxes are within a few
+/// percent (the fitted TdByTe is the ratio of the separate dev and exp sizes, not the
+/// simulated one, so T and the flux errors are not a pull test), and the cm columns are f4.
+#[test]
+fn cm_model_recovers_fracdev_shapes_and_fluxes() {
+    use ngmixer::backends::meds::ColKind;
+    let d = tmpdir("cm");
+    let mut cfg = three_band_config(91);
+    cfg.models = vec![
+        SimModel::Cm {
+            fracdev: 0.2,
+            tdbyte: 1.0,
+        },
+        SimModel::Cm {
+            fracdev: 0.8,
+            tdbyte: 1.0,
+        },
+    ];
+    let scene = Scene::generate(&cfg).unwrap();
+    let files = write_tile(&scene, &d, "cm").unwrap();
+    let c = config_with(
+        &d,
+        "cm",
+        "cm",
+        "",
+        "        fracdev:\n            weights: [0.5, 0.5]\n            means: [0.1, 0.8]\n            covars: [0.1, 0.1]\n",
+    );
+    let mf = run_ok(&c, &d.join("o.fits"), &files, &[]);
+    assert!(ints(&mf, "flags").iter().all(|&f| f == 0));
+    let clean = scene.clean_isolated();
+    for prefix in ["cm", "coadd_cm"] {
+        assert!(ints(&mf, &format!("{prefix}_flags"))
+            .iter()
+            .all(|&f| f == 0));
+        assert_eq!(repeat(&mf, &format!("{prefix}_pars")), 8);
+        for col in [
+            "fracdev",
+            "fracdev_noclip",
+            "fracdev_err",
+            "TdByTe",
+            "TdByTe_noclip",
+        ] {
+            let name = format!("{prefix}_{col}");
+            let k = mf.get(&name).unwrap_or_else(|| panic!("no {name}")).kind;
+            assert_eq!(k, ColKind::F32, "{name}");
+        }
+        let fracdev = floats(&mf, &format!("{prefix}_fracdev"));
+        let pars = floats(&mf, &format!("{prefix}_pars"));
+        for &i in &clean {
+            let o = &scene.objects[i];
+            let SimModel::Cm { fracdev: fd, .. } = o.model else {
+                unreachable!()
+            };
+            assert!(
+                (fracdev[i] - fd).abs() < 0.25,
+                "{prefix} object {i}: fracdev {} vs {fd}",
+                fracdev[i]
+            );
+            for b in 0..3 {
+                let r = pars[i * 8 + 5 + b] / o.flux[b];
+                assert!(
+                    (r - 1.0).abs() < 0.1,
+                    "{prefix} object {i} band {b}: flux ratio {r}"
+                );
+            }
+        }
+        for k in [2, 3] {
+            let p = pulls(&mf, &scene, prefix, k, &clean);
+            eprintln!(
+                "{prefix} g{}: n {} mean {:+.3} rms {:.3} max {:.2}",
+                k - 1,
+                p.n,
+                p.mean,
+                p.rms,
+                p.max
+            );
+            assert!(p.mean.abs() < 0.75 && (0.5..1.6).contains(&p.rms) && p.max < 4.5);
+        }
+    }
+}
