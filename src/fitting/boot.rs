@@ -127,8 +127,15 @@ pub fn psf_fit_config(
     })
 }
 
-/// Fit the PSF of one observation; on success the mixture is stored on the PSF observation
-/// with its total flux set to the PSF image sum (`psf_norm`).
+/// Fit the PSF of one observation (ngmix v1.3.5 `Bootstrapper._fit_one_psf` with ngmixer's
+/// `Tguess` and `psf_norm` keys): EM, LM ([`fit_lm_psf`]) or adaptive moments, with up to
+/// `cfg.ntry` random restarts drawn from `rng`. On success the mixture is stored on the PSF
+/// observation with its total flux set to the PSF image sum (`psf_norm`).
+///
+/// LM fits report `s2n = flux / flux_err` (ngmixer's `psf_model_s2n`); with `cfg.min_s2n`
+/// a fit below it gets [`BOOT_S2N_LOW`] and no mixture (ngmix `fit_psfs(min_s2n=...)`). EM and
+/// adaptive-moment results carry no S/N. A failed fit keeps the fitter's flags (1 for a range
+/// error, which ngmix would raise).
 pub fn fit_one_psf<R: Rng + ?Sized>(
     obs: &mut Observation,
     cfg: &PsfFitConfig,
