@@ -432,7 +432,7 @@ fn coadd_is_flagged_when_not_fitted_and_center_psf_rounds() {
     assert_psf(&o.se.bands[0][0], "model_a.psf", 2047.0, 1023.0);
 
     // fitting the coadd needs the coadd line
-    let mut src = MedsSource::open(&[meds.clone()], io_weight()).unwrap();
+    let mut src = MedsSource::open(std::slice::from_ref(&meds), io_weight()).unwrap();
     let e = src
         .configure(des_psfex(), Some(&map))
         .unwrap_err()
@@ -465,7 +465,7 @@ fn psf_map_errors_name_the_line_file_and_key() {
     )
     .unwrap();
     let map = PsfMap::read(std::slice::from_ref(&mapf)).unwrap();
-    let mut src = MedsSource::open(&[meds.clone()], io_weight()).unwrap();
+    let mut src = MedsSource::open(std::slice::from_ref(&meds), io_weight()).unwrap();
     let e = src
         .configure(des_psfex(), Some(&map))
         .unwrap_err()
@@ -478,7 +478,7 @@ fn psf_map_errors_name_the_line_file_and_key() {
     // without the flag check, image 3 needs a PSF and the map has no key for it
     write_map(&mapf);
     let map = PsfMap::read(std::slice::from_ref(&mapf)).unwrap();
-    let mut src = MedsSource::open(&[meds.clone()], io_weight()).unwrap();
+    let mut src = MedsSource::open(std::slice::from_ref(&meds), io_weight()).unwrap();
     let des = DesSettings {
         image_flags2check: 0,
         ..des_psfex()
@@ -503,7 +503,7 @@ fn psf_map_errors_name_the_line_file_and_key() {
     )
     .unwrap();
     let map = PsfMap::read(std::slice::from_ref(&mapf)).unwrap();
-    let mut src = MedsSource::open(&[meds.clone()], io_weight()).unwrap();
+    let mut src = MedsSource::open(std::slice::from_ref(&meds), io_weight()).unwrap();
     let e = src
         .configure(des_psfex(), Some(&map))
         .unwrap_err()
@@ -512,7 +512,7 @@ fn psf_map_errors_name_the_line_file_and_key() {
 
     // one map per band
     let map2 = PsfMap::read(&[mapf.clone(), mapf.clone()]).unwrap();
-    let mut src = MedsSource::open(&[meds.clone()], io_weight()).unwrap();
+    let mut src = MedsSource::open(std::slice::from_ref(&meds), io_weight()).unwrap();
     let e = src
         .configure(des_psfex(), Some(&map2))
         .unwrap_err()
@@ -574,7 +574,7 @@ fn image_flags_and_replacement_flags() {
         ..Default::default()
     };
     // infile PSFs: the coadd keeps its raw flags and is not flagged for fit_coadd_galaxy
-    let mut src = MedsSource::open(&[meds.clone()], io_weight()).unwrap();
+    let mut src = MedsSource::open(std::slice::from_ref(&meds), io_weight()).unwrap();
     src.configure(infile(8 | 16), None).unwrap();
     assert_eq!(src.image_flags(0).unwrap(), &[5, 1, 0, 1]);
     // the coadd raw flags 5 are non-zero: placeholder
@@ -585,7 +585,7 @@ fn image_flags_and_replacement_flags() {
     // replacement: missing keys take the default (= image_flags2check), listed keys replace
     let rep = d.file("rep.json");
     std::fs::write(&rep, r#"{"233601-03": 0, "233602-41": 8, "233603-05": 0}"#).unwrap();
-    let mut src = MedsSource::open(&[meds.clone()], io_weight()).unwrap();
+    let mut src = MedsSource::open(std::slice::from_ref(&meds), io_weight()).unwrap();
     src.configure(
         DesSettings {
             replacement_flags: Some(rep.clone()),
@@ -596,7 +596,7 @@ fn image_flags_and_replacement_flags() {
     .unwrap();
     assert_eq!(src.image_flags(0).unwrap(), &[5, 0, 1, 0]);
     std::fs::write(&rep, r#"{"233601-03": 0}"#).unwrap();
-    let mut src = MedsSource::open(&[meds.clone()], io_weight()).unwrap();
+    let mut src = MedsSource::open(std::slice::from_ref(&meds), io_weight()).unwrap();
     src.configure(
         DesSettings {
             replacement_flags: Some(rep.clone()),
@@ -607,7 +607,7 @@ fn image_flags_and_replacement_flags() {
     .unwrap();
     assert_eq!(src.image_flags(0).unwrap(), &[5, 0, 1, 1]);
     std::fs::write(&rep, r#"{"233601-03": "x"}"#).unwrap();
-    let mut src = MedsSource::open(&[meds.clone()], io_weight()).unwrap();
+    let mut src = MedsSource::open(std::slice::from_ref(&meds), io_weight()).unwrap();
     let e = src
         .configure(
             DesSettings {
@@ -628,7 +628,7 @@ fn coadd_with_raw_flags_is_a_placeholder_and_se_flags_select_epochs() {
     let mut spec = Spec::standard();
     spec.image_flags = vec![5, 16, 0, 8];
     write_meds(&meds, &spec);
-    let mut src = MedsSource::open(&[meds.clone()], io_weight()).unwrap();
+    let mut src = MedsSource::open(std::slice::from_ref(&meds), io_weight()).unwrap();
     src.configure(
         DesSettings {
             des_io: true,
@@ -653,7 +653,7 @@ fn coadd_with_raw_flags_is_a_placeholder_and_se_flags_select_epochs() {
         let hdu = f.hdu("image_info").unwrap();
         hdu.delete_column(&mut f, "image_flags").unwrap();
     }
-    let mut src = MedsSource::open(&[plain.clone()], io_weight()).unwrap();
+    let mut src = MedsSource::open(std::slice::from_ref(&plain), io_weight()).unwrap();
     let e = src
         .configure(
             DesSettings {
@@ -1021,7 +1021,7 @@ fn box_size_beyond_the_pixels_is_an_error_naming_the_hdu() {
     // a negative box size is rejected when the file is opened or read, with the column named
     spec.box_size = Some(vec![BOX as i32, -4]);
     write_meds(&meds, &spec);
-    let r = MedsSource::open(&[meds.clone()], io_weight()).and_then(|mut s| {
+    let r = MedsSource::open(std::slice::from_ref(&meds), io_weight()).and_then(|mut s| {
         let mut o = ObjectObs::default();
         s.read_object(1, &mut o)
     });

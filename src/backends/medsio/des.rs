@@ -594,18 +594,21 @@ pub fn y1_clip_weight(w: &mut Array2<f64>, min_weight: f64, symmetrize: bool) {
 pub fn scale_obs(obs: &mut Observation, scaling: PixelScaling) -> bool {
     let s2 = obs.jacobian.area();
     let s4 = s2 * s2;
-    let (im_f, wt_f): (fn(f64, f64) -> f64, fn(f64, f64) -> f64) = match scaling {
+    // ngmixer divides/multiplies by s² and s⁴ (not by their reciprocals): same here
+    let to_sb = match scaling {
         PixelScaling::None => return true,
-        PixelScaling::ToSurfaceBrightness => (|x, k| x / k, |x, k| x * k),
-        PixelScaling::ToFlux => (|x, k| x * k, |x, k| x / k),
+        PixelScaling::ToSurfaceBrightness => true,
+        PixelScaling::ToFlux => false,
     };
-    obs.image.mapv_inplace(|x| im_f(x, s2));
-    let w = obs.weight.mapv(|x| wt_f(x, s4));
+    let im_f = |x: f64| if to_sb { x / s2 } else { x * s2 };
+    let wt_f = |x: f64| if to_sb { x * s4 } else { x / s4 };
+    obs.image.mapv_inplace(im_f);
+    let w = obs.weight.mapv(wt_f);
     for a in [obs.weight_raw.as_mut(), obs.weight_us.as_mut()]
         .into_iter()
         .flatten()
     {
-        a.mapv_inplace(|x| wt_f(x, s4));
+        a.mapv_inplace(wt_f);
     }
     obs.set_weight(w).is_ok()
 }
