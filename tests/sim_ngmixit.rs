@@ -793,3 +793,52 @@ fn cm_model_recovers_fracdev_shapes_and_fluxes() {
         }
     }
 }
+
+/// Weight-map options on analytic masks: a bad column in one of two epochs gives
+/// `mask_frac = B / (2 B²)`; `symmetrize_weight` adds its 90° rotation (`(2B - 1) / (2 B²)`)
+/// and turns a random fraction f into `1 - (1 - f)²`; `max_zero_weight_frac: one-over-side`
+/// keeps a cutout with exactly one bad column (`1/B` is not above the limit) and drops one
+/// with 10% masked pixels.
+#[test]
+fn weight_map_options_on_analytic_masks() {
+    let d = tmpdir("wopts");
+    let mut cfg = three_band_config(23);
+    cfg.nobj = 6;
+    cfg.npair = 0;
+    cfg.bands.truncate(1);
+    cfg.box_sizes = vec![48];
+    let mut scene = Scene::generate(&cfg).unwrap();
+    scene.objects[0].mask = Mask::Column { bits: 1 };
+    scene.objects[1].mask = Mask::Random { frac: 0.1, bits: 8 };
+    let files = write_tile(&scene, &d, "w").unwrap();
+    let b = 48.0f64;
+    let run = |name: &str, extra: &str| {
+        let c = config(&d, name, "exp", extra);
+        run_ok(&c, &d.join(format!("{name}.fits")), &files, &[])
+    };
+    let mf = run("plain", "");
+    let mf_frac = floats(&mf, "mask_frac");
+    assert!(ints(&mf, "flags").iter().all(|&f| f == 0));
+    assert!(
+        (mf_frac[0] - b / (2.0 * b * b)).abs() < 1e-12,
+        "{}",
+        mf_frac[0]
+    );
+    assert!((mf_frac[1] - 0.1).abs() < 0.02, "{}", mf_frac[1]);
+
+    let mf = run("sym", "symmetrize_weight: True\n");
+    let mf_frac = floats(&mf, "mask_frac");
+    assert!(ints(&mf, "flags").iter().all(|&f| f == 0));
+    assert!(
+        (mf_frac[0] - (2.0 * b - 1.0) / (2.0 * b * b)).abs() < 1e-12,
+        "{}",
+        mf_frac[0]
+    );
+    assert!((mf_frac[1] - 0.19).abs() < 0.03, "{}", mf_frac[1]);
+
+    let mf = run("oos", "max_zero_weight_frac: one-over-side\n");
+    let flags = ints(&mf, "flags");
+    assert_eq!(flags[0], 0);
+    assert_eq!(flags[1], IMAGE_FLAGS as i64);
+    assert!(flags[2..].iter().all(|&f| f == 0));
+}
