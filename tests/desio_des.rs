@@ -72,6 +72,8 @@ struct Spec {
     box_size: Option<Vec<i32>>,
     /// Override of `dudcol` for (object, cutout).
     dudcol_edit: Vec<(usize, usize, f64)>,
+    /// Give every cutout the coadd jacobian.
+    same_jac: bool,
 }
 
 impl Spec {
@@ -96,6 +98,7 @@ impl Spec {
             weight_edit: vec![],
             box_size: None,
             dudcol_edit: vec![],
+            same_jac: false,
         }
     }
 }
@@ -179,7 +182,9 @@ fn write_meds(path: &Path, s: &Spec) {
     hdu.write_col(&mut f, "cutout_col", &vec![7.5; npc])
         .unwrap();
     for (k, name) in ["dudrow", "dudcol", "dvdrow", "dvdcol"].iter().enumerate() {
-        let mut v: Vec<f64> = (0..npc).map(|i| jac(i % NCUT)[k]).collect();
+        let mut v: Vec<f64> = (0..npc)
+            .map(|i| jac(if s.same_jac { 0 } else { i % NCUT })[k])
+            .collect();
         if *name == "dudcol" {
             for &(o, c, x) in &s.dudcol_edit {
                 v[o * NCUT + c] = x;
@@ -912,14 +917,8 @@ fn unsupported_keys_are_rejected_by_name() {
             "imageio: {io_type: \"meds\", psfs: {type: infile}}\nimage_flags2check: 3",
             "image_flags2check",
         ),
-        (
-            "imageio: {io_type: \"meds-des-y3\", image_type: flux, psfs: {type: infile}}\npropagate_star_flags: {propagate: True}",
-            "propagate_star_flags",
-        ),
-        (
-            "imageio: {io_type: \"meds-des-y3\", image_type: flux, psfs: {type: infile}}\nflag_y1_stellarhalo_masked: True",
-            "flag_y1_stellarhalo_masked",
-        ),
+
+
         (
             "imageio: {io_type: \"meds-des-y3\", image_type: flux, psfs: {type: infile}}\nread_wcs: True",
             "read_wcs",
@@ -1105,4 +1104,76 @@ fn ngmixit_fits_with_psfex_psfs_from_psf_maps() {
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("psfmap-r.dat:2"), "{err}");
+}
+
+// ------------------------------------------------------------------------------------------
+// Y1 star flags
+
+#[test]
+fn bright_star_pixels_are_propagated_to_every_epoch() {
+    let d = Scratch::new("star");
+    let meds = d.file("m.fits");
+    let run = |val: i32, ignore: i32| {
+        let mut spec = Spec::standard();
+        spec.same_jac = true;
+        // object 0, epoch 1: one pixel at (1, 12), far from the seg disk of radius 3 at 7.5
+        spec.bmask_px = vec![(0, 1, BOX + 12, val)];
+        write_meds(&meds, &spec);
+        let des = DesSettings {
+            propagate_star_flags: Some(ignore),
+            ..Default::default()
+        };
+        let mut src = open(&meds, io_weight(), des, None);
+        (read(&mut src, 0), read(&mut src, 1))
+    };
+    let y1_ignore = 3993;
+    // SATURATE | STAR: a 5x5 block about (1, 12), clipped at row 0, in both epochs
+    let (o, o1) = run(2 | 32, y1_ignore);
+    for e in &o.se.bands[0] {
+        for r in 0..BOX {
+            for c in 0..BOX {
+                let blocked = r <= 3 && (10..=14).contains(&c);
+                assert_eq!(e.weight[[r, c]] == 0.0, blocked, "({r}, {c})");
+                assert_eq!(e.weight_raw.as_ref().unwrap()[[r, c]] == 0.0, blocked);
+            }
+        }
+    }
+    assert!(o.coadd.bands[0][0].weight.iter().all(|&w| w > 0.0));
+    assert!(o1.se.iter().all(|e| e.weight.iter().all(|&w| w > 0.0)));
+    // INTERP | STAR works too; STAR alone or with an ignored bit (CRAY) does nothing
+    let (o, _) = run(4 | 32, y1_ignore);
+    assert_eq!(o.se.bands[0][1].weight[[0, 12]], 0.0);
+    for val in [32, 2 | 32 | 16] {
+        let (o, _) = run(val, y1_ignore);
+        assert!(
+            o.se.iter().all(|e| e.weight.iter().all(|&w| w > 0.0)),
+            "{val}"
+        );
+    }
+    // without an ignore mask the CRAY pixel propagates
+    let (o, _) = run(2 | 32 | 16, 0);
+    assert_eq!(o.se.bands[0][1].weight[[0, 12]], 0.0);
+}
+
+#[test]
+fn stellar_halo_flag_needs_a_star_pixel_in_the_objects_seg() {
+    let d = Scratch::new("halo");
+    let meds = d.file("m.fits");
+    let run = |pix: usize| {
+        let mut spec = Spec::standard();
+        spec.bmask_px = vec![(0, 2, pix, 32)];
+        write_meds(&meds, &spec);
+        let des = DesSettings {
+            flag_stellar_halo: true,
+            ..Default::default()
+        };
+        let mut src = open(&meds, io_weight(), des, None);
+        (
+            read(&mut src, 0).meta.obj_flags,
+            read(&mut src, 1).meta.obj_flags,
+        )
+    };
+    // (7, 7) is inside the seg disk of object 0; (0, 0) is sky
+    assert_eq!(run(7 * BOX + 7), (1, 0));
+    assert_eq!(run(0), (0, 0));
 }

@@ -81,6 +81,11 @@ pub struct DesSettings {
     pub max_bmask_frac: Option<MaxFrac>,
     /// Y1 `symmetrize_bmask`: OR the bmask with its 90° rotation first.
     pub symmetrize_bmask: bool,
+    /// `propagate_star_flags` (Y1 `prop_sat_starpix`): `Some(ignore_when_set mask)` to
+    /// propagate saturated bright-star pixels to all bands and epochs (§3.7).
+    pub propagate_star_flags: Option<i32>,
+    /// `flag_y1_stellarhalo_masked`: object flag 1 when its seg touches STAR-masked pixels.
+    pub flag_stellar_halo: bool,
 }
 
 impl Default for DesSettings {
@@ -97,6 +102,8 @@ impl Default for DesSettings {
             trim_psf: None,
             max_bmask_frac: None,
             symmetrize_bmask: false,
+            propagate_star_flags: None,
+            flag_stellar_halo: false,
         }
     }
 }
@@ -114,9 +121,8 @@ fn cfg_err(cfg: &FittingConfig, msg: impl Into<String>) -> Error {
 impl DesSettings {
     /// Map the fitting config. Keys this port does not implement are rejected with an error
     /// naming them: `imageio.psfs.type: piff`, `imageio.astrom`, `tilings`, `use_psf_rerun`,
-    /// `psf_s2n_checks`, `read_wcs`/`read_me_wcs` (true), `propagate_star_flags.propagate`
-    /// (true), `flag_y1_stellarhalo_masked` (true), and `psfex` PSFs or `image_type` scaling
-    /// with a non-DES `io_type`.
+    /// `psf_s2n_checks`, `read_wcs`/`read_me_wcs` (true), `psfex` PSFs, `trim_psf`,
+    /// `image_flags2check` or `replacement_flags` with a non-DES `io_type`.
     ///
     /// `imageio.image_type` is required for DES IO types (as in ngmixer).
     ///
@@ -194,14 +200,9 @@ impl DesSettings {
             ));
         }
         if cfg.propagate_star_flags.propagate {
-            return Err(reject(
-                "propagate_star_flags",
-                "bright-star flag propagation (Y1 prop_sat_starpix) is not supported yet",
-            ));
+            d.propagate_star_flags = Some(cfg.propagate_star_flags.ignore_mask() as i32);
         }
-        if cfg.flag_y1_stellarhalo_masked {
-            return Err(reject("flag_y1_stellarhalo_masked", "not supported yet"));
-        }
+        d.flag_stellar_halo = cfg.flag_y1_stellarhalo_masked;
         if des_io {
             d.image_flags2check = i64::try_from(cfg.image_flags2check)
                 .map_err(|_| reject("image_flags2check", "does not fit in 64-bit signed"))?;

@@ -9,6 +9,7 @@
 
 pub mod des;
 pub mod psfmap;
+pub mod starflags;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -682,6 +683,13 @@ impl ImageSource for MedsSource {
             out.meta.nimage_tot.push(n);
             coadd.push(c);
             se.push(s);
+        }
+        if let Some(ignore) = self.des.propagate_star_flags {
+            starflags::propagate_star_flags(&self.files, iobj, &coadd, &mut se, ignore)?;
+        }
+        if self.des.flag_stellar_halo {
+            out.meta.obj_flags |=
+                starflags::stellar_halo_flag(&self.files, iobj, out.meta.number, &coadd, &se)?;
         }
         out.coadd = MultiBandObs::new(coadd);
         out.se = MultiBandObs::new(se);
