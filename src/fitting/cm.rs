@@ -246,6 +246,15 @@ pub fn nelder_mead(
     maxfev: Option<usize>,
 ) -> NmResult {
     let n = x0.len();
+    if n == 0 {
+        return NmResult {
+            x: Vec::new(),
+            fun: func(x0),
+            nfev: 1,
+            nit: 0,
+            status: 0,
+        };
+    }
     let maxiter = maxiter.unwrap_or(n * 200);
     let maxfev = maxfev.unwrap_or(maxiter);
     let (rho, chi, psi, sigma) = (1.0, 2.0, 0.5, 0.5);
@@ -744,6 +753,7 @@ mod tests {
         // numpy: 3*0.1 + -1.0
         assert_eq!(v[3], 3.0 * 0.1 - 1.0);
         assert!(linspace(0.0, 1.0, 0).is_empty());
+        assert_eq!(nelder_mead(|_| 1.0, &[], 1e-3, 1e-3, None, None).nfev, 1);
         assert_eq!(linspace(0.3, 1.0, 1), vec![0.3]);
     }
 
