@@ -81,6 +81,12 @@ pub trait LeastSquares<const N: usize> {
     fn chi2(&mut self, x: &[f64; N]) -> GResult<f64>;
     /// Normal equations at `x`.
     fn normal(&mut self, x: &[f64; N]) -> GResult<Normal<N>>;
+    /// Evaluation at a trial point: `χ²`, and the normal equations there when the problem
+    /// computes them at little extra cost (they are then used if the step is accepted,
+    /// instead of a call to [`LeastSquares::normal`]). Default: [`LeastSquares::chi2`] only.
+    fn trial(&mut self, x: &[f64; N]) -> GResult<(f64, Option<Normal<N>>)> {
+        Ok((self.chi2(x)?, None))
+    }
 }
 
 /// Outcome of [`solve`].
@@ -278,7 +284,7 @@ pub fn solve<const N: usize, P: LeastSquares<N>>(
             break;
         }
         nfev += 1;
-        let chi2_new = prob.chi2(&xn).unwrap_or(f64::INFINITY);
+        let (chi2_new, at_trial) = prob.trial(&xn).unwrap_or((f64::INFINITY, None));
         // predicted reduction: χ² - |r + Jδ|² = -(2 δ·Jᵀr + δᵀ JᵀJ δ)
         let mut q = 0.0;
         let mut gd = 0.0;
@@ -298,7 +304,11 @@ pub fn solve<const N: usize, P: LeastSquares<N>>(
             let chi2_old = ne.chi2;
             x = xn;
             niter += 1;
-            ne = match prob.normal(&x) {
+            let next = match at_trial {
+                Some(n) => Ok(n),
+                None => prob.normal(&x),
+            };
+            ne = match next {
                 Ok(n) => n,
                 Err(_) => {
                     // cannot happen for a point whose χ² was finite; be safe anyway

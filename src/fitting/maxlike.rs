@@ -116,6 +116,9 @@ pub struct MaxLike<'a, E: Eval, P: LmPrior> {
     prior_buf: Vec<f64>,
     prior_buf2: Vec<f64>,
     prior_jac: Vec<f64>,
+    /// Pixel statistics of the last normal-equation pass and its parameters.
+    last_x: Vec<f64>,
+    last_stats: Option<FitStats>,
     delta: GMix,
     _e: std::marker::PhantomData<E>,
 }
@@ -133,6 +136,8 @@ impl<'a, E: Eval, P: LmPrior> MaxLike<'a, E, P> {
             prior_buf: vec![0.0; n],
             prior_buf2: vec![0.0; n],
             prior_jac: Vec::new(),
+            last_x: Vec::new(),
+            last_stats: None,
             delta: delta_psf(),
             _e: std::marker::PhantomData,
         }
@@ -176,6 +181,11 @@ impl<'a, E: Eval, P: LmPrior> MaxLike<'a, E, P> {
 
     /// Pixel statistics of the model at `x`.
     pub fn stats(&mut self, x: &[f64]) -> GResult<FitStats> {
+        if let Some(st) = self.last_stats {
+            if self.last_x == x {
+                return Ok(st);
+            }
+        }
         let mut st = FitStats::default();
         for b in 0..self.nband() {
             let mut acc = Accum::default();
@@ -210,11 +220,23 @@ impl<E: Eval, P: LmPrior, const N: usize> LeastSquares<N> for MaxLike<'_, E, P> 
         Ok(c)
     }
 
+    fn trial(&mut self, x: &[f64; N]) -> GResult<(f64, Option<Normal<N>>)> {
+        // one fused pass gives χ² and the normal equations: steps are mostly accepted
+        let ne = self.normal(x)?;
+        Ok((ne.chi2, Some(ne)))
+    }
+
     fn normal(&mut self, x: &[f64; N]) -> GResult<Normal<N>> {
         let mut ne = Normal::<N>::default();
+        let mut st = FitStats::default();
+        self.last_stats = None;
         for b in 0..self.nband() {
             let mut acc = Accum::default();
             self.band_pass::<true>(x, b, &mut acc)?;
+            st.pix_chi2 += acc.chi2;
+            st.s2n_numer += acc.s2n_numer;
+            st.s2n_denom += acc.s2n_denom;
+            st.npix += acc.npix;
             let idx = [0, 1, 2, 3, 4, 5 + b];
             for i in 0..6 {
                 ne.jtr[idx[i]] += acc.jtr[i];
@@ -224,6 +246,9 @@ impl<E: Eval, P: LmPrior, const N: usize> LeastSquares<N> for MaxLike<'_, E, P> 
             }
             ne.chi2 += acc.chi2;
         }
+        self.last_x.clear();
+        self.last_x.extend_from_slice(x);
+        self.last_stats = Some(st);
         if let Some(p) = self.prior {
             // prior rows: forward differences with MINPACK's step sqrt(eps)·|x|
             let n = p.fill_fdiff(x, &mut self.prior_buf)?;
