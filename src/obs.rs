@@ -94,8 +94,8 @@ pub struct Observation {
 impl Observation {
     /// Build and validate: shapes must match; non-finite pixels or weights and negative weights
     /// get weight 0; at least one pixel must have positive weight.
-    pub fn new(image: Array2<f64>, mut weight: Array2<f64>, jacobian: Jacobian) -> GResult<Self> {
-        let npix = sanitize_weight(&image, &mut weight)?;
+    pub fn new(mut image: Array2<f64>, mut weight: Array2<f64>, jacobian: Jacobian) -> GResult<Self> {
+        let npix = sanitize_weight(&mut image, &mut weight)?;
         Ok(Self {
             image,
             weight,
@@ -144,7 +144,7 @@ impl Observation {
 
     /// Replace the weight map (re-validated as in [`Observation::new`]).
     pub fn set_weight(&mut self, mut weight: Array2<f64>) -> GResult<()> {
-        let npix = sanitize_weight(&self.image, &mut weight)?;
+        let npix = sanitize_weight(&mut self.image, &mut weight)?;
         self.weight = weight;
         self.npix = npix;
         Ok(())
@@ -255,14 +255,19 @@ impl MultiBandObs {
 }
 
 /// Zero the weight of pixels whose image or weight is non-finite or whose weight is not
-/// positive; returns the number of usable pixels (an error if the shapes differ or none is).
-fn sanitize_weight(image: &Array2<f64>, weight: &mut Array2<f64>) -> GResult<usize> {
+/// positive, and the image value of non-finite pixels (so that sums of `w·f(image)` over all
+/// pixels stay finite); returns the number of usable pixels (an error if the shapes differ or
+/// none is).
+fn sanitize_weight(image: &mut Array2<f64>, weight: &mut Array2<f64>) -> GResult<usize> {
     if image.dim() != weight.dim() {
         return Err(GMixError::Fatal("image and weight shapes differ"));
     }
     let mut npix = 0;
-    for (w, &im) in weight.iter_mut().zip(image.iter()) {
-        if w.is_finite() && im.is_finite() && *w > 0.0 {
+    for (w, im) in weight.iter_mut().zip(image.iter_mut()) {
+        if !im.is_finite() {
+            *im = 0.0;
+            *w = 0.0;
+        } else if w.is_finite() && *w > 0.0 {
             npix += 1;
         } else {
             *w = 0.0;
@@ -272,4 +277,35 @@ fn sanitize_weight(image: &Array2<f64>, weight: &mut Array2<f64>) -> GResult<usi
         return Err(GMixError::Fatal("no weights > 0"));
     }
     Ok(npix)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_finite_pixels_are_zeroed_and_unused() {
+        let mut image = Array2::from_elem((3, 3), 1.0);
+        image[[0, 0]] = f64::NAN;
+        image[[1, 2]] = f64::INFINITY;
+        let mut weight = Array2::from_elem((3, 3), 2.0);
+        weight[[2, 2]] = f64::NAN;
+        weight[[2, 1]] = -1.0;
+        let obs = Observation::new(image, weight, Jacobian::unit(1.0, 1.0)).expect("valid");
+        assert_eq!(obs.npix, 5);
+        // every w·image product is finite, and bad pixels carry no weight
+        assert!(obs.image.iter().all(|v| v.is_finite()));
+        assert_eq!(obs.image[[0, 0]], 0.0);
+        for idx in [[0, 0], [1, 2], [2, 2], [2, 1]] {
+            assert_eq!(obs.weight[idx], 0.0, "{idx:?}");
+        }
+        let sum: f64 = obs.image.iter().zip(obs.weight.iter()).map(|(i, w)| i * w).sum();
+        assert_eq!(sum, 10.0);
+        let none = Observation::new(
+            Array2::from_elem((2, 2), f64::NAN),
+            Array2::from_elem((2, 2), 1.0),
+            Jacobian::unit(0.5, 0.5),
+        );
+        assert!(none.is_err());
+    }
 }
