@@ -606,7 +606,6 @@ fn boxes_above_max_box_size_are_flagged() {
 /// an `--obj-flags` table: FoF ids reach the output, FoF ranges select whole groups, flagged
 /// objects get BAD_OBJ and are not fitted.
 #[test]
-#[ignore = "ngmixit reads --fof-file/--obj-flags tables from the primary HDU (read_table_num(path, 1)); un-ignore once fixed"]
 fn fof_file_and_obj_flags_tables_in_extension_one() {
     use ngmixer::sim::{write_table_file, ColData, SimTable};
     let d = tmpdir("fof");

@@ -147,8 +147,7 @@ fn fof_groups(
             ))
         }
         Some(path) => {
-            let cols = read_table(path, "")
-                .or_else(|_| ngmixer::backends::meds::read_table_num(path, 1))?;
+            let cols = read_first_table(path)?;
             let fofid = cols
                 .get("fofid")
                 .and_then(|c| c.as_int())
@@ -264,7 +263,7 @@ fn run(args: Args) -> Result<i32> {
     let fofids: Vec<i64> = rows.iter().map(|&r| fofids_all[r]).collect();
     src.select(rows.clone(), fofids);
     if let Some(p) = &args.obj_flags {
-        let cols = read_table(p, "").or_else(|_| ngmixer::backends::meds::read_table_num(p, 1))?;
+        let cols = read_first_table(p)?;
         let ids = cols
             .get("id")
             .and_then(|c| c.as_int())
@@ -479,4 +478,11 @@ fn summary(cat: &Catalog, out: &Path, secs: f64) {
     for (f, k) in counts {
         eprintln!("  flags {f:>11}: {k}");
     }
+}
+
+/// The first table extension of a FITS file (what Python's `fitsio.read(path)` returns for a
+/// file written with `fitsio.write`): HDU number 2, the first after the primary.
+fn read_first_table(path: &Path) -> Result<ngmixer::backends::meds::Columns> {
+    ngmixer::backends::meds::read_table_num(path, 2)
+        .with_context(|| format!("{}: reading its first table extension", path.display()))
 }
