@@ -94,7 +94,11 @@ pub struct Observation {
 impl Observation {
     /// Build and validate: shapes must match; non-finite pixels or weights and negative weights
     /// get weight 0; at least one pixel must have positive weight.
-    pub fn new(mut image: Array2<f64>, mut weight: Array2<f64>, jacobian: Jacobian) -> GResult<Self> {
+    pub fn new(
+        mut image: Array2<f64>,
+        mut weight: Array2<f64>,
+        jacobian: Jacobian,
+    ) -> GResult<Self> {
         let npix = sanitize_weight(&mut image, &mut weight)?;
         Ok(Self {
             image,
@@ -299,7 +303,12 @@ mod tests {
         for idx in [[0, 0], [1, 2], [2, 2], [2, 1]] {
             assert_eq!(obs.weight[idx], 0.0, "{idx:?}");
         }
-        let sum: f64 = obs.image.iter().zip(obs.weight.iter()).map(|(i, w)| i * w).sum();
+        let sum: f64 = obs
+            .image
+            .iter()
+            .zip(obs.weight.iter())
+            .map(|(i, w)| i * w)
+            .sum();
         assert_eq!(sum, 10.0);
         let none = Observation::new(
             Array2::from_elem((2, 2), f64::NAN),
