@@ -228,14 +228,8 @@ impl FracdevGrid {
     /// The grid values (allocates `num` values; [`FittingConfig::validate`] caps `num` at
     /// 10000).
     pub fn values(&self) -> Vec<f64> {
-        let n = self.num as usize;
-        match n {
-            0 => Vec::new(),
-            1 => vec![self.min],
-            _ => (0..n)
-                .map(|i| self.min + (self.max - self.min) * i as f64 / (n - 1) as f64)
-                .collect(),
-        }
+        // numpy's arithmetic (`i * step + min`, last value exactly `max`)
+        crate::fitting::cm::linspace(self.min, self.max, self.num as usize)
     }
 }
 

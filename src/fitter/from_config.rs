@@ -9,7 +9,7 @@ use crate::config::{
 use crate::error::{Error, Result};
 use crate::fitter::{FitterSettings, GalModel};
 use crate::fitting::boot::psf_fit_config;
-use crate::fitting::cm::{linspace, CmConfig};
+use crate::fitting::cm::CmConfig;
 use crate::fitting::lm::LmPars;
 use crate::gmix::models::Tables;
 use crate::priors::{CenPrior, GMixND, PriorSimpleSep, ShapePrior, TPrior};
@@ -122,7 +122,7 @@ pub fn cm_config(cfg: &FittingConfig) -> Result<CmConfig> {
         })?;
     let prior = fracdev_prior(cfg, spec)?;
     let g = cfg.fracdev_grid();
-    let grid = linspace(g.min, g.max, g.num as usize);
+    let grid = g.values();
     if grid.is_empty() {
         return Err(cerr(cfg, "fracdev_grid.num: must be at least 1"));
     }
