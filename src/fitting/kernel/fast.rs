@@ -402,10 +402,8 @@ fn finish_row<M: Arith, const DERIV: bool>(
             d.copy_from_slice(&im[c..c + W]);
             w.copy_from_slice(&wt[c..c + W]);
         } else {
-            for i in 0..ncol - c {
-                d[i] = im[c + i];
-                w[i] = wt[c + i];
-            }
+            d[..ncol - c].copy_from_slice(&im[c..]);
+            w[..ncol - c].copy_from_slice(&wt[c..]);
         }
         let mut u = [[0.0; W]; NBUF];
         for (p, up) in u.iter_mut().enumerate() {
