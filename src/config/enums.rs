@@ -141,6 +141,8 @@ name_enum! {
         Gauss = "gauss",
         /// Turbulent profile (LM).
         Turb = "turb",
+        /// Adaptive moments (one Gaussian).
+        Am = "am",
     }
 }
 
@@ -148,7 +150,7 @@ impl PsfModel {
     /// Number of Gaussians of the fitted PSF mixture (`psf_fit_pars` has 6 per Gaussian).
     pub fn ngauss(self) -> usize {
         match self {
-            PsfModel::Em1 | PsfModel::Gauss => 1,
+            PsfModel::Em1 | PsfModel::Gauss | PsfModel::Am => 1,
             PsfModel::Em2 | PsfModel::Coellip2 => 2,
             PsfModel::Em3 | PsfModel::Coellip3 | PsfModel::Turb => 3,
         }

@@ -109,6 +109,7 @@ pub fn psf_fit_config(
         Cfg::Turb => lm(LmPsfModel::Turb),
         Cfg::Coellip2 => lm(LmPsfModel::Coellip(2)),
         Cfg::Coellip3 => lm(LmPsfModel::Coellip(3)),
+        Cfg::Am => PsfModel::Am,
     };
     if !(xtol >= 0.0 && ftol >= 0.0) {
         return Err(format!(
