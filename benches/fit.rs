@@ -1,5 +1,5 @@
 //! Whole-fit benchmarks against the ngmix figures in `ref/ngmix/TIMINGS.md` (single core):
-//! LM exp 1 band and 4 bands on 48×48 stamps, EM 3-Gaussian PSF on 25×25, and the whole
+//! LM exp and cm (fixed fracdev, TdByTe), 1 band and 4 bands on 48×48 stamps, EM 3-Gaussian PSF on 25×25, and the whole
 //! e2e01max run (66 objects) of the synthetic tile.
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -13,18 +13,16 @@ use ngmixer::obs::{MultiBandObs, Observation};
 use ngmixer::rng::{normal, object_rng};
 use std::hint::black_box;
 
-/// A noisy exp galaxy (T = 1.6, flux 400 per band) ⊗ 3-Gaussian PSF on a 48×48 stamp with a
-/// DES-like Jacobian (as in ngmix's `gen/timings.py`), S/N ~ 100.
-fn exp_obs(nband: usize) -> MultiBandObs {
+/// A noisy galaxy `model` at `truth` (the same flux in every band) ⊗ 3-Gaussian PSF on a 48×48
+/// stamp with a DES-like Jacobian and noise σ = 0.5 (as in ngmix's `gen/timings.py`).
+fn galaxy_obs(model: Model, truth: &[f64; 6], nband: usize) -> MultiBandObs {
     let j = Jacobian::new(23.3, 23.6, 0.0, 0.263, 0.263, -0.002).unwrap();
     let psf = GMix::from_full_pars(&[
         0.55, 0.02, -0.01, 0.22, 0.012, 0.2, 0.35, 0.02, -0.01, 0.55, 0.03, 0.5, 0.1, 0.02, -0.01,
         1.9, 0.1, 1.75,
     ])
     .unwrap();
-    let gal = Model::Simple(SimpleKind::Exp)
-        .gmix(&[0.05, -0.08, 0.2, -0.1, 1.6, 400.0])
-        .unwrap();
+    let gal = model.gmix(truth).unwrap();
     let conv = gal.convolve(&psf).unwrap();
     let mut rng = object_rng(1, 1);
     let sigma = 0.5;
@@ -50,18 +48,46 @@ fn bench_lm(c: &mut Criterion) {
         ftol: 1e-5,
         xtol: 1e-5,
     };
-    let spec = ModelSpec::simple(SimpleKind::Exp, Tables::V1);
-    for nband in [1usize, 4] {
-        let obs = exp_obs(nband);
-        let mut guess = vec![0.15, -0.18, 0.12, -0.07, 2.08];
-        guess.extend(std::iter::repeat_n(320.0, nband));
-        c.bench_function(&format!("lm_exp_{nband}band_48x48"), |b| {
-            b.iter(|| {
-                black_box(
-                    fit_max::<V1, NoPrior>(&obs, &spec, None, black_box(&guess), &lm).unwrap(),
-                )
-            })
-        });
+    // (name, model, fit spec, truth): timings.py's TRUE values (first band's flux); cm is fitted
+    // at the fixed fracdev = 0.4, TdByTe = 0.8 it was simulated with (ngmix 1.x LMComposite)
+    let cm = Model::Cm {
+        fracdev: 0.4,
+        tdbyte: 0.8,
+    };
+    let cases = [
+        (
+            "exp",
+            Model::Simple(SimpleKind::Exp),
+            ModelSpec::simple(SimpleKind::Exp, Tables::V1),
+            [0.05, -0.08, 0.2, -0.1, 1.6, 400.0],
+        ),
+        (
+            "cm",
+            cm,
+            ModelSpec::cm(0.4, 0.8, Tables::V1),
+            [0.03, 0.02, 0.12, 0.18, 1.8, 450.0],
+        ),
+    ];
+    for (name, model, spec, tp) in cases {
+        for nband in [1usize, 4] {
+            let obs = galaxy_obs(model, &tp, nband);
+            // timings.py's guess: offset centre, halved shape, T × 1.3, fluxes × 0.8
+            let mut guess = vec![
+                tp[0] + 0.1,
+                tp[1] - 0.1,
+                tp[2] * 0.5 + 0.02,
+                tp[3] * 0.5 - 0.02,
+                tp[4] * 1.3,
+            ];
+            guess.extend(std::iter::repeat_n(tp[5] * 0.8, nband));
+            c.bench_function(&format!("lm_{name}_{nband}band_48x48"), |b| {
+                b.iter(|| {
+                    black_box(
+                        fit_max::<V1, NoPrior>(&obs, &spec, None, black_box(&guess), &lm).unwrap(),
+                    )
+                })
+            });
+        }
     }
 }
 
