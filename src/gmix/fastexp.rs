@@ -120,6 +120,31 @@ const EXP_POLY_TAYLOR: [f64; 14] = [
     1.0 / 6227020800.0,
 ];
 
+/// The vector-lane exp of the SIMD kernels: `x` clamped to `[-700, 700]` (NaN maps to a bound,
+/// as vector max/min do), Cody–Waite reduction by ln 2, the degree-13 Taylor polynomial in
+/// Horner form with the caller's fused multiply-add (`fma(a, b, c) = a·b + c`, hardware or
+/// plain), `2^n` from exponent bits; relative error ~1e-16, branch-free. The kernels pass their
+/// arithmetic backend's `fma`, so each instantiation is monomorphized and inlined.
+#[inline(always)]
+pub(crate) fn exp_lane_with(x: f64, fma: impl Fn(f64, f64, f64) -> f64) -> f64 {
+    const LOG2E: f64 = std::f64::consts::LOG2_E;
+    const LN2_HI: f64 = 6.93147180369123816490e-01;
+    const LN2_LO: f64 = 1.90821492927058770002e-10;
+    const ROUND_MAGIC: f64 = 6755399441055744.0; // 1.5·2^52
+    #[allow(clippy::manual_clamp)] // NaN maps to a bound (vector max/min)
+    let x = x.max(-700.0).min(700.0);
+    let t = fma(x, LOG2E, ROUND_MAGIC);
+    let n = t - ROUND_MAGIC;
+    let r = fma(n, -LN2_HI, x);
+    let r = fma(n, -LN2_LO, r);
+    let mut p = EXP_POLY_TAYLOR[13];
+    for k in (0..13).rev() {
+        p = fma(p, r, EXP_POLY_TAYLOR[k]);
+    }
+    let bits = (t.to_bits().wrapping_add(1023)) << 52;
+    p * f64::from_bits(bits)
+}
+
 /// Branch-free polynomial exp for `x` in about `[-700, 0]` (no special-value handling).
 ///
 /// Written to vectorise: no table, no branches; `2^n` is assembled from exponent bits.

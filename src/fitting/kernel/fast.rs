@@ -75,43 +75,12 @@ const SEGMENT: usize = 24;
 const NBUF: usize = 6;
 const LANE_OFS: V = [0.0, 1.0, 2.0, 3.0];
 
-const ROUND_MAGIC: f64 = 6755399441055744.0; // 1.5·2^52
 
 /// Accurate exp (Cody–Waite reduction by ln 2, degree-13 Taylor polynomial, `2^n` from the
 /// exponent bits) of `x` clamped to `[-700, 700]`; relative error ~1e-16, branch-free.
 #[inline(always)]
 fn exp_lane<M: Arith>(x: f64) -> f64 {
-    const LOG2E: f64 = std::f64::consts::LOG2_E;
-    const LN2_HI: f64 = 6.93147180369123816490e-01;
-    const LN2_LO: f64 = 1.90821492927058770002e-10;
-    const INV_FACT: [f64; 14] = [
-        1.0,
-        1.0,
-        0.5,
-        1.0 / 6.0,
-        1.0 / 24.0,
-        1.0 / 120.0,
-        1.0 / 720.0,
-        1.0 / 5040.0,
-        1.0 / 40320.0,
-        1.0 / 362880.0,
-        1.0 / 3628800.0,
-        1.0 / 39916800.0,
-        1.0 / 479001600.0,
-        1.0 / 6227020800.0,
-    ];
-    #[allow(clippy::manual_clamp)] // NaN maps to a bound (vector max/min)
-    let x = x.max(-700.0).min(700.0);
-    let t = M::fma(x, LOG2E, ROUND_MAGIC);
-    let n = t - ROUND_MAGIC;
-    let r = M::fma(n, -LN2_HI, x);
-    let r = M::fma(n, -LN2_LO, r);
-    let mut p = INV_FACT[13];
-    for k in (0..13).rev() {
-        p = M::fma(p, r, INV_FACT[k]);
-    }
-    let bits = (t.to_bits().wrapping_add(1023)) << 52;
-    p * f64::from_bits(bits)
+    crate::gmix::fastexp::exp_lane_with(x, M::fma)
 }
 
 /// Per-call constants of one Gaussian.
