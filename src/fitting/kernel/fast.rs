@@ -75,7 +75,6 @@ const SEGMENT: usize = 24;
 const NBUF: usize = 6;
 const LANE_OFS: V = [0.0, 1.0, 2.0, 3.0];
 
-
 /// Accurate exp (Cody–Waite reduction by ln 2, degree-13 Taylor polynomial, `2^n` from the
 /// exponent bits) of `x` clamped to `[-700, 700]`; relative error ~1e-16, branch-free.
 #[inline(always)]
