@@ -268,25 +268,22 @@ mod tests {
     #[test]
     fn vars_expand_like_python() {
         let look = |k: &str| match k {
-            "DESDATA" => Some("/data/des".to_string()),
+            "DESDATA" => Some("desdata".to_string()),
             "A" => Some("x".to_string()),
             _ => None,
         };
-        assert_eq!(
-            expand_vars("$DESDATA/meds/${A}y", look),
-            "/data/des/meds/xy"
-        );
+        assert_eq!(expand_vars("$DESDATA/meds/${A}y", look), "desdata/meds/xy");
         assert_eq!(
             expand_vars("$NOPE/a ${NOPE} $ $", look),
             "$NOPE/a ${NOPE} $ $"
         );
         assert_eq!(expand_vars("a${", look), "a${");
         assert_eq!(
-            expand_user("~/cfg.yaml", Some("/home/u".into())),
-            "/home/u/cfg.yaml"
+            expand_user("~/cfg.yaml", Some("HOMEDIR".into())),
+            "HOMEDIR/cfg.yaml"
         );
-        assert_eq!(expand_user("~bob/x", Some("/home/u".into())), "~bob/x");
-        assert_eq!(expand_user("/abs", Some("/home/u".into())), "/abs");
+        assert_eq!(expand_user("~bob/x", Some("HOMEDIR".into())), "~bob/x");
+        assert_eq!(expand_user("data/x", Some("HOMEDIR".into())), "data/x");
     }
 
     #[test]
