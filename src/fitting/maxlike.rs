@@ -68,6 +68,24 @@ pub struct MaxLikeResult {
 }
 
 impl MaxLikeResult {
+    /// A failed fit: `flags`, every parameter and error at the ngmixer defaults.
+    pub(crate) fn failed(npars: usize, flags: i32, nfev: usize, njev: usize) -> Self {
+        Self {
+            flags,
+            pars: vec![PDEF; npars],
+            pars_cov: vec![CDEF; npars * npars],
+            pars_err: vec![CDEF; npars],
+            npars,
+            chi2per: PDEF,
+            dof: 0.0,
+            s2n_w: PDEF,
+            lnprob: PDEF,
+            npix: 0,
+            nfev,
+            njev,
+        }
+    }
+
     /// Covariance element.
     pub fn cov(&self, i: usize, j: usize) -> f64 {
         self.pars_cov[i * self.npars + j]
@@ -287,23 +305,6 @@ impl<E: Eval, P: LmPrior, const N: usize> LeastSquares<N> for MaxLike<'_, E, P> 
     }
 }
 
-fn failed(npars: usize, flags: i32, nfev: usize, njev: usize) -> MaxLikeResult {
-    MaxLikeResult {
-        flags,
-        pars: vec![PDEF; npars],
-        pars_cov: vec![CDEF; npars * npars],
-        pars_err: vec![CDEF; npars],
-        npars,
-        chi2per: PDEF,
-        dof: 0.0,
-        s2n_w: PDEF,
-        lnprob: PDEF,
-        npix: 0,
-        nfev,
-        njev,
-    }
-}
-
 fn fit_n<E: Eval, P: LmPrior, const N: usize>(
     prob: &mut MaxLike<'_, E, P>,
     guess: &[f64],
@@ -313,7 +314,7 @@ fn fit_n<E: Eval, P: LmPrior, const N: usize>(
     g.copy_from_slice(guess);
     let out = lm::solve(prob, &g, lm_pars)?;
     if out.flags != 0 {
-        let mut r = failed(N, out.flags, out.nfev, out.njev);
+        let mut r = MaxLikeResult::failed(N, out.flags, out.nfev, out.njev);
         if out.flags == lm::LM_SINGULAR_MATRIX {
             r.pars = out.pars.to_vec();
         }
@@ -321,7 +322,7 @@ fn fit_n<E: Eval, P: LmPrior, const N: usize>(
     }
     let st = prob.stats(&out.pars)?;
     let totpix = st.npix;
-    let mut res = failed(N, 0, out.nfev, out.njev);
+    let mut res = MaxLikeResult::failed(N, 0, out.nfev, out.njev);
     res.pars = out.pars.to_vec();
     res.npix = totpix;
     if totpix == N {

@@ -26,7 +26,7 @@ use rand_core::Rng;
 
 use crate::error::{GMixError, GResult};
 use crate::fitting::kernel::{Eval, ModelSpec, V1};
-use crate::fitting::lm::{self, LeastSquares, LmPars, Normal, CDEF, PDEF, ZERO_DOF};
+use crate::fitting::lm::{self, LeastSquares, LmPars, Normal, CDEF, ZERO_DOF};
 use crate::fitting::maxlike::{fit_max, LmPrior, MaxLikeResult, NoPrior};
 use crate::gmix::models::{Model, SimpleKind, Tables};
 use crate::gmix::shape::g1g2_to_e1e2;
@@ -515,23 +515,6 @@ impl<const N: usize> LeastSquares<N> for CoellipProblem<'_> {
     }
 }
 
-fn failed(npars: usize, flags: i32, nfev: usize, njev: usize) -> MaxLikeResult {
-    MaxLikeResult {
-        flags,
-        pars: vec![PDEF; npars],
-        pars_cov: vec![CDEF; npars * npars],
-        pars_err: vec![CDEF; npars],
-        npars,
-        chi2per: PDEF,
-        dof: 0.0,
-        s2n_w: PDEF,
-        lnprob: PDEF,
-        npix: 0,
-        nfev,
-        njev,
-    }
-}
-
 fn fit_coellip_n<const N: usize>(
     prob: &mut CoellipProblem<'_>,
     guess: &[f64],
@@ -543,7 +526,7 @@ fn fit_coellip_n<const N: usize>(
     prob.set(&g)?;
     let out = lm::solve(prob, &g, lm_pars)?;
     if out.flags != 0 {
-        let mut r = failed(N, out.flags, out.nfev, out.njev);
+        let mut r = MaxLikeResult::failed(N, out.flags, out.nfev, out.njev);
         if out.flags == lm::LM_SINGULAR_MATRIX {
             r.pars = out.pars.to_vec();
         }
@@ -551,7 +534,7 @@ fn fit_coellip_n<const N: usize>(
     }
     let st = prob.stats(&out.pars)?;
     let npix = prob.npix();
-    let mut res = failed(N, 0, out.nfev, out.njev);
+    let mut res = MaxLikeResult::failed(N, 0, out.nfev, out.njev);
     res.pars = out.pars.to_vec();
     res.npix = npix;
     if npix == N {
