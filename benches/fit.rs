@@ -143,13 +143,13 @@ fn bench_em(c: &mut Criterion) {
 fn bench_e2e(c: &mut Criterion) {
     use ngmixer::backends::medsio::MedsSource;
     use ngmixer::config::load_fitting_config;
-    use ngmixer::fitter::from_config::{fitter_settings, io_settings};
+    use ngmixer::fitter::from_config::fitter_settings;
     use ngmixer::fitter::Fitter;
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
     let cfg = load_fitting_config(root.join("e2e/run-e2e01max.yaml")).unwrap();
     let src = MedsSource::open(
         &[root.join("meds/sim-e2e-meds.fits")],
-        io_settings(&cfg).unwrap(),
+        ngmixer::backends::medsio::IoSettings::from_config(&cfg).unwrap(),
     )
     .unwrap();
     let fitter = Fitter::new(src, fitter_settings(&cfg, 1).unwrap(), 12345);

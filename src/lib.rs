@@ -45,6 +45,7 @@ pub mod fitting;
 pub mod flags;
 pub mod gmix;
 pub mod kernels;
+pub mod math;
 pub mod obs;
 pub mod output;
 pub mod priors;

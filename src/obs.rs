@@ -283,6 +283,40 @@ fn sanitize_weight(image: &mut Array2<f64>, weight: &mut Array2<f64>) -> GResult
     Ok(npix)
 }
 
+/// Per-object inputs besides the observations.
+#[derive(Debug, Clone, Default)]
+pub struct ObjectMeta {
+    /// MEDS `id`.
+    pub id: i64,
+    /// MEDS `number`.
+    pub number: i64,
+    /// Right ascension.
+    pub ra: f64,
+    /// Declination.
+    pub dec: f64,
+    /// SE cutouts produced per band.
+    pub nimage_tot: Vec<i32>,
+    /// FoF id (DEFVAL without a FoF file).
+    pub fofid: i64,
+    /// Object flags (0 = fit).
+    pub obj_flags: i32,
+    /// Per band: single-epoch cutouts the source could not use at all (unreadable Jacobian,
+    /// empty PSF, ...), besides the flagged placeholders it keeps.
+    pub dropped_epochs: Vec<u32>,
+}
+
+/// One object: coadd (`icut = 0`) and single-epoch observations per band, flagged
+/// placeholders included.
+#[derive(Debug, Clone, Default)]
+pub struct ObjectObs {
+    /// Meta data.
+    pub meta: ObjectMeta,
+    /// Coadd observations per band.
+    pub coadd: MultiBandObs,
+    /// Single-epoch observations per band.
+    pub se: MultiBandObs,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@
 use ndarray::Array2;
 use ngmixer::backends::memory::MemorySource;
 use ngmixer::fitter::{Fitter, FitterSettings, GalModel, ObjectMeta, ObjectObs};
-use ngmixer::fitting::boot::{PsfFitConfig, PsfModel};
+use ngmixer::fitting::boot::{PsfFitConfig, PsfFitMethod};
 use ngmixer::fitting::cm::CmConfig;
 use ngmixer::fitting::em::EmConfig;
 use ngmixer::fitting::lm::LmPars;
@@ -118,7 +118,7 @@ fn settings() -> FitterSettings {
         nband: 2,
         models: vec![(GalModel::cm(cm), Some(prior))],
         psf: PsfFitConfig {
-            model: PsfModel::Em(2),
+            model: PsfFitMethod::Em(2),
             ntry: 4,
             em,
             min_s2n: None,

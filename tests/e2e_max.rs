@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use ngmixer::backends::meds::read_table;
 use ngmixer::backends::medsio::{IoSettings, MedsSource, Region};
 use ngmixer::fitter::{Fitter, FitterSettings, GalModel};
-use ngmixer::fitting::boot::{PsfFitConfig, PsfModel};
+use ngmixer::fitting::boot::{PsfFitConfig, PsfFitMethod};
 use ngmixer::fitting::em::EmConfig;
 use ngmixer::fitting::lm::LmPars;
 use ngmixer::priors::{CenPrior, GPriorBA, PriorSimpleSep, ShapePrior, TPrior, TwoSidedErf};
@@ -37,7 +37,7 @@ pub fn e2e01_settings() -> FitterSettings {
         nband: 1,
         models: vec![(GalModel::parse("exp").unwrap(), Some(prior))],
         psf: PsfFitConfig {
-            model: PsfModel::Em(3),
+            model: PsfFitMethod::Em(3),
             ntry: 4,
             em,
             min_s2n: None,

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use ndarray::Array2;
 use ngmixer::config;
-use ngmixer::fitting::boot::{fit_one_psf, psf_fit_config, PsfFitConfig, PsfModel, BOOT_S2N_LOW};
+use ngmixer::fitter::from_config::psf_fit_config;
+use ngmixer::fitting::boot::{fit_one_psf, PsfFitConfig, PsfFitMethod, BOOT_S2N_LOW};
 use ngmixer::fitting::em::EmConfig;
 use ngmixer::fitting::lm::{LmPars, LM_MAXFEV};
 use ngmixer::fitting::maxlike::LmPrior;
@@ -69,7 +70,7 @@ fn obs_with_psf(psf_image: Array2<f64>, jac: Jacobian, sigma_sky: f64) -> Observ
 
 fn lm_cfg(model: LmPsfModel, lm: LmPars, ntry: usize, min_s2n: Option<f64>) -> PsfFitConfig {
     PsfFitConfig {
-        model: PsfModel::Lm { model, lm },
+        model: PsfFitMethod::Lm { model, lm },
         ntry,
         em: EmConfig::v1_psf(),
         min_s2n,
@@ -565,13 +566,13 @@ fn model_names_and_ngauss() {
         ("gauss", 6),
         ("am", 6),
     ] {
-        let m = PsfModel::parse(name).unwrap();
+        let m = PsfFitMethod::parse(name).unwrap();
         assert_eq!(6 * m.ngauss(), np, "{name}");
     }
-    assert!(PsfModel::parse("em4").is_none());
+    assert!(PsfFitMethod::parse("em4").is_none());
     assert_eq!(
-        PsfModel::parse("coellip2"),
-        Some(PsfModel::Lm {
+        PsfFitMethod::parse("coellip2"),
+        Some(PsfFitMethod::Lm {
             model: LmPsfModel::Coellip(2),
             lm: PSF_LM_DEFAULT
         })
@@ -639,7 +640,7 @@ fn every_y1_psf_model_maps() {
             assert_eq!(fc.ntry, pp.ntry as usize);
             let text = std::fs::read_to_string(f).unwrap();
             match fc.model {
-                PsfModel::Lm { lm, .. } => {
+                PsfFitMethod::Lm { lm, .. } => {
                     let want_maxfev = psf_maxfev(&text).unwrap_or(4000);
                     assert_eq!(
                         lm,
@@ -652,8 +653,8 @@ fn every_y1_psf_model_maps() {
                         f.display()
                     );
                 }
-                PsfModel::Em(_) => {}
-                PsfModel::Am => panic!("am is not a config model"),
+                PsfFitMethod::Em(_) => {}
+                PsfFitMethod::Am => panic!("am is not a config model"),
             }
             seen.insert(name.to_string());
         }
@@ -673,7 +674,7 @@ fn admom_psf() {
     let sum = im.sum();
     let mut obs = obs_with_psf(im, jac, 0.39);
     let cfg = PsfFitConfig {
-        model: PsfModel::Am,
+        model: PsfFitMethod::Am,
         ntry: 4,
         em: EmConfig::v1_psf(),
         min_s2n: None,
@@ -754,7 +755,7 @@ fn psfex_stamps_fit_with_every_model() {
             let mut res = Vec::new();
             for name in ["gauss", "turb", "coellip2", "coellip3", "em3"] {
                 let mut obs = obs_with_psf(im.clone(), jac, sigma_sky);
-                let model = PsfModel::parse(name).unwrap();
+                let model = PsfFitMethod::parse(name).unwrap();
                 let mut em = EmConfig::v1_psf();
                 em.tol = 5e-6;
                 em.maxiter = 5000;

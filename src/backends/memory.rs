@@ -1,7 +1,7 @@
 //! In-memory image source used by tests and simulations.
 
 use crate::error::{Error, Result};
-use crate::fitter::ObjectObs;
+use crate::obs::ObjectObs;
 use crate::traits::ImageSource;
 use std::sync::Arc;
 

@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ngmixer::backends::meds::read_table;
 use ngmixer::backends::medsio::{DesSettings, MedsSource, PsfKind, PsfMap};
 use ngmixer::config::{load_fitting_config, FitterType};
-use ngmixer::fitter::from_config::{fitter_settings, io_settings};
+use ngmixer::fitter::from_config::fitter_settings;
 use ngmixer::fitter::{Catalog, Fitter};
 use ngmixer::output::convert::{table_from_columns, table_with_schema};
 use ngmixer::output::fits::write_tables;
@@ -227,7 +227,7 @@ fn run(args: Args) -> Result<i32> {
     }
     let nband = args.data_files.len();
     let settings = fitter_settings(&cfg, nband)?;
-    let io = io_settings(&cfg)?;
+    let io = ngmixer::backends::medsio::IoSettings::from_config(&cfg)?;
     let des = DesSettings::from_config(&cfg)?;
     let psf_map = match (&des.psfs, args.psf_map.as_deref()) {
         (PsfKind::Psfex { from_image: false }, None) => bail!(

@@ -229,7 +229,7 @@ impl FracdevGrid {
     /// 10000).
     pub fn values(&self) -> Vec<f64> {
         // numpy's arithmetic (`i * step + min`, last value exactly `max`)
-        crate::fitting::cm::linspace(self.min, self.max, self.num as usize)
+        crate::math::linspace(self.min, self.max, self.num as usize)
     }
 }
 

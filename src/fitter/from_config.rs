@@ -1,16 +1,18 @@
 //! Turning a [`FittingConfig`] into fitter and observation-building settings, naming the
 //! config key of every problem.
 
-use crate::backends::medsio::{IoSettings, Region};
 use crate::config::{
-    CenPriorSpec, FittingConfig, FracdevPriorSpec, GPriorSpec, GalaxyModel, MaxFrac,
-    ModelPriorSpec, Region as CfgRegion, ScalarPrior,
+    CenPriorSpec, FittingConfig, FracdevPriorSpec, GPriorSpec, GalaxyModel, ModelPriorSpec,
+    ScalarPrior,
 };
+use crate::config::{PsfModel, PsfPars};
 use crate::error::{Error, Result};
 use crate::fitter::{FitterSettings, GalModel};
-use crate::fitting::boot::psf_fit_config;
+use crate::fitting::boot::{PsfFitConfig, PsfFitMethod};
 use crate::fitting::cm::CmConfig;
+use crate::fitting::em::EmConfig;
 use crate::fitting::lm::LmPars;
+use crate::fitting::psf::LmPsfModel;
 use crate::gmix::models::Tables;
 use crate::priors::{CenPrior, GMixND, PriorSimpleSep, ShapePrior, TPrior};
 
@@ -196,35 +198,44 @@ pub fn fitter_settings(cfg: &FittingConfig, nband: usize) -> Result<FitterSettin
     })
 }
 
-/// Observation-building settings.
-pub fn io_settings(cfg: &FittingConfig) -> Result<IoSettings> {
-    let region = match cfg.region {
-        CfgRegion::Mof => Region::Mof,
-        CfgRegion::CweightNearest | CfgRegion::Uberseg => Region::Uberseg,
-        CfgRegion::SegAndSky => Region::SegAndSky,
-        CfgRegion::Weight => Region::Weight,
+/// PSF-fit settings from the config's `psf_pars` (and `min_psf_model_s2n`); the error message
+/// names the offending value (the caller adds the file and key).
+pub fn psf_fit_config(
+    pars: &PsfPars,
+    min_s2n: Option<f64>,
+) -> std::result::Result<PsfFitConfig, String> {
+    let (maxfev, xtol, ftol) = pars.lm_settings();
+    let lm = |model| PsfFitMethod::Lm {
+        model,
+        lm: LmPars {
+            maxfev: maxfev as usize,
+            xtol,
+            ftol,
+        },
     };
-    let extra = cfg
-        .effective_extra_mask_flags()
-        .map_err(|m| cerr(cfg, format!("extra_mask_flag_list: {m}")))?
-        .unwrap_or(0);
-    Ok(IoSettings {
-        region,
-        reject_outliers: cfg.reject_outliers,
-        ignore_zero_images: cfg.ignore_zero_images,
-        extra_mask_flags: extra as i32,
-        bmask_skip_flags: cfg.bmask_skip_flags.unwrap_or(0) as i32,
-        central_bmask_radius: cfg.central_bmask_radius.map(i64::from),
-        max_zero_weight_frac: match cfg.max_zero_weight_frac {
-            MaxFrac::Value(v) => Some(v),
-            MaxFrac::OneOverSide => None,
-        },
-        symmetrize_weight: cfg.symmetrize_weight,
-        max_cutouts: cfg.max_cutouts.map(|x| x as usize),
-        min_weight: if cfg.y1_min_weight_clipping {
-            cfg.min_weight
-        } else {
-            None
-        },
+    let model = match pars.model {
+        PsfModel::Em1 => PsfFitMethod::Em(1),
+        PsfModel::Em2 => PsfFitMethod::Em(2),
+        PsfModel::Em3 => PsfFitMethod::Em(3),
+        PsfModel::Gauss => lm(LmPsfModel::Gauss),
+        PsfModel::Turb => lm(LmPsfModel::Turb),
+        PsfModel::Coellip2 => lm(LmPsfModel::Coellip(2)),
+        PsfModel::Coellip3 => lm(LmPsfModel::Coellip(3)),
+        PsfModel::Am => PsfFitMethod::Am,
+    };
+    if !(xtol >= 0.0 && ftol >= 0.0) {
+        return Err(format!(
+            "psf fit_pars: xtol ({xtol}) and ftol ({ftol}) must be >= 0"
+        ));
+    }
+    let (tol, maxiter) = pars.em_settings();
+    let mut em = EmConfig::v1_psf();
+    em.tol = tol;
+    em.maxiter = maxiter as usize;
+    Ok(PsfFitConfig {
+        model,
+        ntry: pars.ntry.max(1) as usize,
+        em,
+        min_s2n,
     })
 }

@@ -6,7 +6,6 @@
 //! error or a panic.
 
 pub mod driver;
-#[cfg(feature = "des-y1")]
 pub mod from_config;
 pub mod schema;
 
@@ -22,6 +21,7 @@ use crate::fitting::maxlike::{MaxLikeResult, NoPrior};
 use crate::flags::*;
 use crate::gmix::models::{SimpleKind, Tables};
 use crate::obs::MultiBandObs;
+pub use crate::obs::{ObjectMeta, ObjectObs};
 use crate::output::Table;
 use crate::priors::PriorSimpleSep;
 
@@ -96,37 +96,6 @@ pub struct FitterSettings {
     pub max_box_size: i64,
     /// `use_logpars` (column names only).
     pub use_logpars: bool,
-}
-
-/// Per-object inputs besides the observations.
-#[derive(Debug, Clone, Default)]
-pub struct ObjectMeta {
-    /// MEDS `id`.
-    pub id: i64,
-    /// MEDS `number`.
-    pub number: i64,
-    /// Right ascension.
-    pub ra: f64,
-    /// Declination.
-    pub dec: f64,
-    /// SE cutouts produced per band.
-    pub nimage_tot: Vec<i32>,
-    /// FoF id (DEFVAL without a FoF file).
-    pub fofid: i64,
-    /// Object flags (0 = fit).
-    pub obj_flags: i32,
-}
-
-/// One object: coadd (`icut = 0`) and single-epoch observations per band, flagged
-/// placeholders included.
-#[derive(Debug, Clone, Default)]
-pub struct ObjectObs {
-    /// Meta data.
-    pub meta: ObjectMeta,
-    /// Coadd observations per band.
-    pub coadd: MultiBandObs,
-    /// Single-epoch observations per band.
-    pub se: MultiBandObs,
 }
 
 /// The ngmixer `Namer`: `front_x`, or `x` when `front` is empty.

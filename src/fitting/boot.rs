@@ -31,7 +31,7 @@ pub const TF_DIV_ZERO: i32 = 1 << 9;
 
 /// The PSF model of `psf_pars.model`, with the settings of its fitter family.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum PsfModel {
+pub enum PsfFitMethod {
     /// EM with `n` Gaussians (`em1`..`em3`); settings in [`PsfFitConfig::em`].
     Em(usize),
     /// Levenberg–Marquardt fit of `gauss`, `turb` or `coellip<n>` ([`crate::fitting::psf`]).
@@ -42,11 +42,11 @@ pub enum PsfModel {
         lm: LmPars,
     },
     /// Adaptive moments (ngmix `am`: `AMRunner`, a unit-flux Gaussian); not nameable in
-    /// ngmixer's configs, available through [`PsfModel::parse`].
+    /// ngmixer's configs, available through [`PsfFitMethod::parse`].
     Am,
 }
 
-impl PsfModel {
+impl PsfFitMethod {
     /// Parse a model name (`em1`..`em3`, `gauss`, `turb`, `coellip1`..`coellip4`, `am`); LM
     /// models get ngmix's PSF defaults [`PSF_LM_DEFAULT`].
     pub fn parse(name: &str) -> Option<Self> {
@@ -76,56 +76,13 @@ impl PsfModel {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PsfFitConfig {
     /// The model.
-    pub model: PsfModel,
+    pub model: PsfFitMethod,
     /// Random restarts.
     pub ntry: usize,
     /// EM settings (v1.3.5 bootstrap defaults updated by `fit_pars`).
     pub em: EmConfig,
     /// Minimum PSF-fit S/N, where the fitter provides one.
     pub min_s2n: Option<f64>,
-}
-
-/// PSF-fit settings from the config's `psf_pars` (and `min_psf_model_s2n`); the error message
-/// names the offending value (the caller adds the file and key).
-pub fn psf_fit_config(
-    pars: &crate::config::PsfPars,
-    min_s2n: Option<f64>,
-) -> std::result::Result<PsfFitConfig, String> {
-    use crate::config::PsfModel as Cfg;
-    let (maxfev, xtol, ftol) = pars.lm_settings();
-    let lm = |model| PsfModel::Lm {
-        model,
-        lm: LmPars {
-            maxfev: maxfev as usize,
-            xtol,
-            ftol,
-        },
-    };
-    let model = match pars.model {
-        Cfg::Em1 => PsfModel::Em(1),
-        Cfg::Em2 => PsfModel::Em(2),
-        Cfg::Em3 => PsfModel::Em(3),
-        Cfg::Gauss => lm(LmPsfModel::Gauss),
-        Cfg::Turb => lm(LmPsfModel::Turb),
-        Cfg::Coellip2 => lm(LmPsfModel::Coellip(2)),
-        Cfg::Coellip3 => lm(LmPsfModel::Coellip(3)),
-        Cfg::Am => PsfModel::Am,
-    };
-    if !(xtol >= 0.0 && ftol >= 0.0) {
-        return Err(format!(
-            "psf fit_pars: xtol ({xtol}) and ftol ({ftol}) must be >= 0"
-        ));
-    }
-    let (tol, maxiter) = pars.em_settings();
-    let mut em = EmConfig::v1_psf();
-    em.tol = tol;
-    em.maxiter = maxiter as usize;
-    Ok(PsfFitConfig {
-        model,
-        ntry: pars.ntry.max(1) as usize,
-        em,
-        min_s2n,
-    })
 }
 
 /// Fit the PSF of one observation (ngmix v1.3.5 `Bootstrapper._fit_one_psf` with ngmixer's
@@ -152,7 +109,7 @@ pub fn fit_one_psf<R: Rng + ?Sized>(
     let tguess = psf.psf_meta.tguess;
     let fail = |flags: i32| PsfFitInfo { flags, s2n: None };
     let (info, gmix) = match cfg.model {
-        PsfModel::Em(ngauss) => {
+        PsfFitMethod::Em(ngauss) => {
             let res = fit_em_ntry(
                 psf.image_slice(),
                 nrow,
@@ -173,26 +130,28 @@ pub fn fit_one_psf<R: Rng + ?Sized>(
                 Err(_) => (fail(1), None),
             }
         }
-        PsfModel::Lm { model, lm } => match fit_lm_psf(&*psf, model, tguess, cfg.ntry, &lm, rng) {
-            Ok(fit) if fit.flags() == 0 => {
-                let s2n = fit.s2n();
-                match (fit.gmix(), cfg.min_s2n, s2n) {
-                    (Err(_), _, _) => (fail(1), None),
-                    // ngmix `fit_psfs(min_s2n=...)`: flags BOOT_S2N_LOW, the mixture dropped
-                    (Ok(_), Some(min), Some(s)) if s < min => (
-                        PsfFitInfo {
-                            flags: BOOT_S2N_LOW,
-                            s2n,
-                        },
-                        None,
-                    ),
-                    (Ok(gm), _, _) => (PsfFitInfo { flags: 0, s2n }, Some(gm)),
+        PsfFitMethod::Lm { model, lm } => {
+            match fit_lm_psf(&*psf, model, tguess, cfg.ntry, &lm, rng) {
+                Ok(fit) if fit.flags() == 0 => {
+                    let s2n = fit.s2n();
+                    match (fit.gmix(), cfg.min_s2n, s2n) {
+                        (Err(_), _, _) => (fail(1), None),
+                        // ngmix `fit_psfs(min_s2n=...)`: flags BOOT_S2N_LOW, the mixture dropped
+                        (Ok(_), Some(min), Some(s)) if s < min => (
+                            PsfFitInfo {
+                                flags: BOOT_S2N_LOW,
+                                s2n,
+                            },
+                            None,
+                        ),
+                        (Ok(gm), _, _) => (PsfFitInfo { flags: 0, s2n }, Some(gm)),
+                    }
                 }
+                Ok(fit) => (fail(fit.flags()), None),
+                Err(_) => (fail(1), None),
             }
-            Ok(fit) => (fail(fit.flags()), None),
-            Err(_) => (fail(1), None),
-        },
-        PsfModel::Am => {
+        }
+        PsfFitMethod::Am => {
             let res = admom_ntry(
                 psf.image_slice(),
                 psf.weight_slice(),

@@ -1,7 +1,7 @@
 //! The small traits the generic layers are built on.
 
 use crate::error::Result;
-use crate::fitter::ObjectObs;
+use crate::obs::ObjectObs;
 
 /// A source of per-object observations (MEDS files, an in-memory simulation, ...).
 ///

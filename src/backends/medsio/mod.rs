@@ -18,40 +18,16 @@ use ndarray::Array2;
 
 use crate::backends::meds::{reject_outliers, CutoutKind, MedsFile};
 use crate::backends::psfex::PsfEx;
+use crate::config::{FittingConfig, MaxFrac};
 use crate::error::{Error, Result};
-use crate::fitter::{ObjectMeta, ObjectObs};
 use crate::flags::{DEFVAL, IMAGE_FLAGS};
 use crate::obs::{EpochMeta, MultiBandObs, Observation, PsfMeta};
+use crate::obs::{ObjectMeta, ObjectObs};
 use crate::traits::ImageSource;
 
+pub use crate::config::Region;
 pub use des::{DesSettings, PixelScaling, PsfKind};
 pub use psfmap::PsfMap;
-
-/// The weight map used for fitting (`region`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Region {
-    /// Raw weight, uberseg kept aside (`mof`).
-    Mof,
-    /// Uberseg weight (`cweight-nearest` or `uberseg`).
-    Uberseg,
-    /// Composite weight (`seg_and_sky`).
-    SegAndSky,
-    /// Raw weight (`weight`).
-    Weight,
-}
-
-impl Region {
-    /// Parse the config value.
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "mof" => Region::Mof,
-            "cweight-nearest" | "uberseg" => Region::Uberseg,
-            "seg_and_sky" => Region::SegAndSky,
-            "weight" => Region::Weight,
-            _ => return None,
-        })
-    }
-}
 
 /// Observation-building settings (the MEDS IO keys of the fitting config).
 #[derive(Debug, Clone, PartialEq)]
@@ -78,6 +54,39 @@ pub struct IoSettings {
     /// Y1 `_clip_weight` does ([`des::y1_clip_weight`]; with `symmetrize_weight` the Y1
     /// per-map symmetrization replaces the HEAD one).
     pub min_weight: Option<f64>,
+}
+
+impl IoSettings {
+    /// The settings of a fitting config (its MEDS IO keys).
+    pub fn from_config(cfg: &FittingConfig) -> Result<Self> {
+        let region = cfg.region;
+        let extra = cfg
+            .effective_extra_mask_flags()
+            .map_err(|m| Error::Config {
+                file: cfg.source.clone().unwrap_or_else(|| "<config>".into()),
+                msg: format!("extra_mask_flag_list: {m}"),
+            })?
+            .unwrap_or(0);
+        Ok(Self {
+            region,
+            reject_outliers: cfg.reject_outliers,
+            ignore_zero_images: cfg.ignore_zero_images,
+            extra_mask_flags: extra as i32,
+            bmask_skip_flags: cfg.bmask_skip_flags.unwrap_or(0) as i32,
+            central_bmask_radius: cfg.central_bmask_radius.map(i64::from),
+            max_zero_weight_frac: match cfg.max_zero_weight_frac {
+                MaxFrac::Value(v) => Some(v),
+                MaxFrac::OneOverSide => None,
+            },
+            symmetrize_weight: cfg.symmetrize_weight,
+            max_cutouts: cfg.max_cutouts.map(|x| x as usize),
+            min_weight: if cfg.y1_min_weight_clipping {
+                cfg.min_weight
+            } else {
+                None
+            },
+        })
+    }
 }
 
 impl Default for IoSettings {
@@ -472,7 +481,7 @@ impl MedsSource {
         };
         let (mut wt, mut wt_us) = match s.region {
             Region::Mof => (wt_raw.clone(), Some(uberseg(buf)?)),
-            Region::Uberseg => (uberseg(buf)?, None),
+            Region::Uberseg | Region::CweightNearest => (uberseg(buf)?, None),
             Region::SegAndSky => {
                 f.cweight(iobj, icut, buf)?;
                 (
@@ -672,6 +681,7 @@ impl ImageSource for MedsSource {
             nimage_tot: Vec::with_capacity(self.files.len()),
             fofid: self.fofids[k],
             obj_flags: 0,
+            dropped_epochs: vec![0; self.files.len()],
         };
         out.meta.obj_flags = self.obj_flags.get(&out.meta.id).copied().unwrap_or(0);
         let mut coadd = Vec::new();
