@@ -144,7 +144,8 @@ fn bench_e2e(c: &mut Criterion) {
     use ngmixer::backends::medsio::MedsSource;
     use ngmixer::config::load_fitting_config;
     use ngmixer::fitter::from_config::fitter_settings;
-    use ngmixer::fitter::Fitter;
+    use ngmixer::fitter::MaxLike;
+    use ngmixer::run::Fitter;
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
     let cfg = load_fitting_config(root.join("e2e/run-e2e01max.yaml")).unwrap();
     let src = MedsSource::open(
@@ -152,22 +153,17 @@ fn bench_e2e(c: &mut Criterion) {
         ngmixer::backends::medsio::IoSettings::from_config(&cfg).unwrap(),
     )
     .unwrap();
-    let fitter = Fitter::new(src, fitter_settings(&cfg, 1).unwrap(), 12345);
-    let pool1 = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .unwrap();
-    let pool2 = rayon::ThreadPoolBuilder::new()
-        .num_threads(2)
-        .build()
-        .unwrap();
+    let fitter = Fitter::new(
+        src,
+        MaxLike::new(fitter_settings(&cfg, 1).unwrap()).unwrap(),
+    );
     let mut g = c.benchmark_group("e2e01max_66_objects");
     g.sample_size(10);
     g.bench_function("1_thread", |b| {
-        b.iter(|| pool1.install(|| black_box(fitter.run_range(0..66, &|| {}).unwrap())))
+        b.iter(|| black_box(fitter.fit_all(12345, 1).unwrap()))
     });
     g.bench_function("2_threads", |b| {
-        b.iter(|| pool2.install(|| black_box(fitter.run_range(0..66, &|| {}).unwrap())))
+        b.iter(|| black_box(fitter.fit_all(12345, 2).unwrap()))
     });
     g.finish();
 }

@@ -54,6 +54,10 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A column the output schema does not have (a programming error caught when the
+    /// column handles are resolved).
+    #[error(transparent)]
+    Schema(#[from] crate::output::SchemaError),
     /// Invalid data (bad shapes, NaN pixels in a place where they cannot be flagged, ...).
     #[error("invalid data: {0}")]
     Invalid(String),

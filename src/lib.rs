@@ -50,6 +50,7 @@ pub mod obs;
 pub mod output;
 pub mod priors;
 pub mod rng;
+pub mod run;
 pub mod sim;
 pub mod systems;
 pub mod traits;

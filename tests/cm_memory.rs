@@ -1,11 +1,11 @@
 //! The max-likelihood fitter with `cm` over the in-memory image source: noiseless simulated
 //! exp and dev galaxies (two bands, two epochs each, PSF stamps fitted with EM) come out of
-//! `Fitter::run_range` with `fracdev` at 0 and 1 and the shape, centre and fluxes of the
+//! `Fitter::fit_all` with `fracdev` at 0 and 1 and the shape, centre and fluxes of the
 //! truth, in ngmixer's columns.
 
 use ndarray::Array2;
 use ngmixer::backends::memory::MemorySource;
-use ngmixer::fitter::{Fitter, FitterSettings, GalModel, ObjectMeta, ObjectObs};
+use ngmixer::fitter::{FitterSettings, GalModel, MaxLike, ObjectMeta, ObjectObs};
 use ngmixer::fitting::boot::{PsfFitConfig, PsfFitMethod};
 use ngmixer::fitting::cm::CmConfig;
 use ngmixer::fitting::em::EmConfig;
@@ -15,6 +15,7 @@ use ngmixer::obs::{MultiBandObs, Observation, PsfMeta};
 use ngmixer::priors::{
     CenPrior, GMixND, GPriorBA, PriorSimpleSep, ShapePrior, TPrior, TwoSidedErf,
 };
+use ngmixer::run::Fitter;
 
 const N: usize = 41;
 const NP: usize = 25;
@@ -147,8 +148,11 @@ fn fitter_cm_noiseless_exp_and_dev() {
         object(1, Model::Simple(SimpleKind::Exp), p5, &fluxes),
         object(2, Model::Simple(SimpleKind::Dev), p5, &fluxes),
     ];
-    let fitter = Fitter::new(MemorySource::new(objs, 2), settings(), 7);
-    let cat = fitter.run_range(0..2, &|| {}).unwrap();
+    let fitter = Fitter::new(
+        MemorySource::new(objs, 2),
+        MaxLike::new(settings()).unwrap(),
+    );
+    let cat = fitter.fit_all(7, 2).unwrap();
     let mf = &cat.model_fits;
     assert_eq!(mf.nrows(), 2);
     assert_eq!(cat.epoch_data.nrows(), 8);

@@ -7,11 +7,12 @@ use std::path::PathBuf;
 
 use ngmixer::backends::meds::read_table;
 use ngmixer::backends::medsio::{IoSettings, MedsSource, Region};
-use ngmixer::fitter::{Fitter, FitterSettings, GalModel};
+use ngmixer::fitter::{FitterSettings, GalModel, MaxLike};
 use ngmixer::fitting::boot::{PsfFitConfig, PsfFitMethod};
 use ngmixer::fitting::em::EmConfig;
 use ngmixer::fitting::lm::LmPars;
 use ngmixer::priors::{CenPrior, GPriorBA, PriorSimpleSep, ShapePrior, TPrior, TwoSidedErf};
+use ngmixer::run::{Fitter, Group, Groups};
 use ngmixer::traits::ImageSource;
 
 fn data(p: &str) -> PathBuf {
@@ -65,9 +66,8 @@ fn e2e01max_matches_python_ngmixer() {
         ..IoSettings::default()
     };
     let src = MedsSource::open(&[data("meds/sim-e2e-meds.fits")], io).unwrap();
-    let fitter = Fitter::new(src, e2e01_settings(), 12345);
-    let n = ngmixer::traits::ImageSource::nobj(fitter.source());
-    let cat = fitter.run_range(0..n, &|| {}).unwrap();
+    let fitter = Fitter::new(src, MaxLike::new(e2e01_settings()).unwrap());
+    let cat = fitter.fit_all(12345, 2).unwrap();
     let refc = read_table(data("e2e/e2e01max.fits"), "model_fits").unwrap();
     let mf = &cat.model_fits;
     assert_eq!(mf.nrows(), refc.nrows());
@@ -132,8 +132,12 @@ fn debug_one() {
         ..IoSettings::default()
     };
     let src = MedsSource::open(&[data("meds/sim-e2e-meds.fits")], io).unwrap();
-    let fitter = Fitter::new(src, e2e01_settings(), 12345);
-    let cat = fitter.run_range(16..17, &|| {}).unwrap();
+    let fitter = Fitter::new(src, MaxLike::new(e2e01_settings()).unwrap());
+    let one = Groups::from_groups(vec![Group {
+        fofid: -9999,
+        members: vec![16],
+    }]);
+    let cat = fitter.fit_groups(12345, one, 1).unwrap();
     for c in cat.model_fits.columns() {
         eprintln!("{} {:?}", c.name, &c.num);
     }

@@ -39,6 +39,15 @@ impl ImageSource for MemorySource {
         out.clone_from(o);
         Ok(())
     }
+    fn id_number(&self, iobj: usize) -> Result<(i64, i64)> {
+        let o = self.objects.get(iobj).ok_or_else(|| {
+            Error::Invalid(format!(
+                "object index {iobj} out of range (nobj {})",
+                self.objects.len()
+            ))
+        })?;
+        Ok((o.meta.id, o.meta.number))
+    }
     fn reopen(&self) -> Result<Self> {
         Ok(self.clone())
     }

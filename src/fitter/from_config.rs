@@ -7,6 +7,7 @@ use crate::config::{
 };
 use crate::config::{PsfModel, PsfPars};
 use crate::error::{Error, Result};
+#[cfg(feature = "maxlike")]
 use crate::fitter::{FitterSettings, GalModel};
 use crate::fitting::boot::{PsfFitConfig, PsfFitMethod};
 use crate::fitting::cm::CmConfig;
@@ -148,6 +149,7 @@ pub fn cm_config(cfg: &FittingConfig) -> Result<CmConfig> {
 }
 
 /// Settings of the max-likelihood fitter for `nband` bands.
+#[cfg(feature = "maxlike")]
 pub fn fitter_settings(cfg: &FittingConfig, nband: usize) -> Result<FitterSettings> {
     let models_cfg = cfg
         .fit_models

@@ -3,7 +3,7 @@
 
 use crate::fitter::{namer, FitterSettings};
 use crate::flags::{DEFVAL, NO_ATTEMPT};
-use crate::output::{ColSpec, Kind};
+use crate::output::{Col, ColSpec, Kind, SchemaError, Table};
 
 fn c(name: impl Into<String>, kind: Kind, shape: &[usize], default: f64) -> ColSpec {
     ColSpec::new(name, kind, shape, default)
@@ -111,5 +111,198 @@ impl FitterSettings {
             c("psf_fit_T", Kind::F64, &[], DEFVAL),
             c("psf_fit_pars", Kind::F64, &[npsf], DEFVAL),
         ]
+    }
+}
+
+/// The handles of one fitted model's columns (`<front>_<model>_*`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ModelCols {
+    pub flags: Col,
+    pub pars: Col,
+    pub pars_cov: Col,
+    pub g: Col,
+    pub g_cov: Col,
+    pub max_flags: Col,
+    pub max_pars: Col,
+    pub max_pars_cov: Col,
+    pub s2n_w: Col,
+    pub chi2per: Col,
+    pub dof: Col,
+    pub flags_r: Col,
+    pub s2n_r: Col,
+    pub t_r: Col,
+    pub psf_t_r: Col,
+    /// The composite model's `fracdev`, `fracdev_noclip`, `fracdev_err`, `TdByTe`,
+    /// `TdByTe_noclip`.
+    pub cm: Option<[Col; 5]>,
+}
+
+/// The handles of one observation set's columns (SE, or coadd with its prefix).
+#[derive(Debug, Clone)]
+pub(crate) struct SetCols {
+    pub psf_flags: Col,
+    pub psf_flux: Col,
+    pub psf_flux_err: Col,
+    pub psf_flux_s2n: Col,
+    pub nimage_use: Col,
+    pub mask_frac: Col,
+    pub psfrec_t: Col,
+    pub psfrec_g: Col,
+    /// One per model of [`FitterSettings::models`], in order.
+    pub models: Vec<ModelCols>,
+}
+
+/// Object columns of `model_fits`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ObjCols {
+    pub id: Col,
+    pub number: Col,
+    pub ra: Col,
+    pub dec: Col,
+    pub nimage_tot: Col,
+    pub fofid: Col,
+    pub flags: Col,
+    pub time_last_fit: Col,
+    pub box_size: Col,
+    pub obj_flags: Col,
+}
+
+/// Columns of `epoch_data`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EpochCols {
+    pub id: Col,
+    pub number: Col,
+    pub band_num: Col,
+    pub cutout_index: Col,
+    pub orig_row: Col,
+    pub orig_col: Col,
+    pub file_id: Col,
+    pub pixel_scale: Col,
+    pub npix: Col,
+    pub wsum: Col,
+    pub wmax: Col,
+    pub psf_fit_flags: Col,
+    pub psf_model_s2n: Col,
+    pub psf_counts: Col,
+    pub psf_fit_g: Col,
+    pub psf_fit_t: Col,
+    pub psf_fit_pars: Col,
+}
+
+/// Every column handle the max-likelihood fitter writes, resolved once from its own schema.
+#[derive(Debug, Clone)]
+pub(crate) struct MaxLikeCols {
+    pub obj: ObjCols,
+    pub se: Option<SetCols>,
+    pub coadd: Option<SetCols>,
+    pub epoch: EpochCols,
+}
+
+impl MaxLikeCols {
+    /// Resolve against tables built from [`FitterSettings::model_fits_specs`] and
+    /// [`FitterSettings::epoch_specs`].
+    pub(crate) fn resolve(
+        s: &FitterSettings,
+        data: &Table,
+        epochs: &Table,
+    ) -> Result<Self, SchemaError> {
+        let d = |n: &str| data.col(n);
+        let obj = ObjCols {
+            id: d("id")?,
+            number: d("number")?,
+            ra: d("ra")?,
+            dec: d("dec")?,
+            nimage_tot: d("nimage_tot")?,
+            fofid: d("fofid")?,
+            flags: d("flags")?,
+            time_last_fit: d("time_last_fit")?,
+            box_size: d("box_size")?,
+            obj_flags: d("obj_flags")?,
+        };
+        let set = |coadd: bool| -> Result<SetCols, SchemaError> {
+            let npsf = s.front("psf", coadd);
+            let nst = s.front("", coadd);
+            let tname = if s.use_logpars { "log_T_r" } else { "T_r" };
+            let models = s
+                .models
+                .iter()
+                .map(|(model, _)| {
+                    let n = s.front(model.name(), coadd);
+                    let m = |x: &str| data.col(&namer(&n, x));
+                    Ok(ModelCols {
+                        flags: m("flags")?,
+                        pars: m("pars")?,
+                        pars_cov: m("pars_cov")?,
+                        g: m("g")?,
+                        g_cov: m("g_cov")?,
+                        max_flags: m("max_flags")?,
+                        max_pars: m("max_pars")?,
+                        max_pars_cov: m("max_pars_cov")?,
+                        s2n_w: m("s2n_w")?,
+                        chi2per: m("chi2per")?,
+                        dof: m("dof")?,
+                        flags_r: m("flags_r")?,
+                        s2n_r: m("s2n_r")?,
+                        t_r: m(tname)?,
+                        psf_t_r: m("psf_T_r")?,
+                        cm: if model.is_cm() {
+                            Some([
+                                m("fracdev")?,
+                                m("fracdev_noclip")?,
+                                m("fracdev_err")?,
+                                m("TdByTe")?,
+                                m("TdByTe_noclip")?,
+                            ])
+                        } else {
+                            None
+                        },
+                    })
+                })
+                .collect::<Result<Vec<_>, SchemaError>>()?;
+            Ok(SetCols {
+                psf_flags: d(&namer(&npsf, "flags"))?,
+                psf_flux: d(&namer(&npsf, "flux"))?,
+                psf_flux_err: d(&namer(&npsf, "flux_err"))?,
+                psf_flux_s2n: d(&namer(&npsf, "flux_s2n"))?,
+                nimage_use: d(&namer(&nst, "nimage_use"))?,
+                mask_frac: d(&namer(&nst, "mask_frac"))?,
+                psfrec_t: d(&namer(&nst, "psfrec_T"))?,
+                psfrec_g: d(&namer(&nst, "psfrec_g"))?,
+                models,
+            })
+        };
+        let e = |n: &str| epochs.col(n);
+        Ok(Self {
+            obj,
+            se: if s.fit_me_galaxy {
+                Some(set(false)?)
+            } else {
+                None
+            },
+            coadd: if s.fit_coadd_galaxy {
+                Some(set(true)?)
+            } else {
+                None
+            },
+            epoch: EpochCols {
+                id: e("id")?,
+                number: e("number")?,
+                band_num: e("band_num")?,
+                cutout_index: e("cutout_index")?,
+                orig_row: e("orig_row")?,
+                orig_col: e("orig_col")?,
+                file_id: e("file_id")?,
+                pixel_scale: e("pixel_scale")?,
+                npix: e("npix")?,
+                wsum: e("wsum")?,
+                wmax: e("wmax")?,
+                psf_fit_flags: e("psf_fit_flags")?,
+                psf_model_s2n: e("psf_model_s2n")?,
+                psf_counts: e("psf_counts")?,
+                psf_fit_g: e("psf_fit_g")?,
+                psf_fit_t: e("psf_fit_T")?,
+                psf_fit_pars: e("psf_fit_pars")?,
+            },
+        })
     }
 }

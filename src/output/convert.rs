@@ -2,7 +2,7 @@
 
 use crate::backends::meds::{ColKind, ColumnData, Columns};
 use crate::error::{Error, Result};
-use crate::output::table::{ColSpec, Kind, Table};
+use crate::output::table::{Col, ColSpec, Kind, Table};
 
 /// A table with the columns of `cols` (types kept; one-element columns become scalars).
 pub fn table_from_columns(cols: &Columns) -> Table {
@@ -26,9 +26,11 @@ pub fn table_from_columns(cols: &Columns) -> Table {
         specs.push(ColSpec::new(c.name.clone(), kind, &shape, 0.0));
     }
     let mut t = Table::new(specs);
+    let handles: Vec<Option<Col>> = cols.columns().iter().map(|c| t.col(&c.name).ok()).collect();
     for r in 0..cols.nrows() {
         t.push_default();
-        for c in cols.columns() {
+        for (c, h) in cols.columns().iter().zip(&handles) {
+            let Some(h) = *h else { continue };
             let rep = c.repeat.max(1);
             match &c.data {
                 ColumnData::Int(v) => {
@@ -36,20 +38,20 @@ pub fn table_from_columns(cols: &Columns) -> Table {
                         .iter()
                         .map(|&x| x as f64)
                         .collect();
-                    t.set(r, &c.name, &vals);
+                    t.set(r, h, &vals);
                 }
                 ColumnData::Float(v) => {
-                    t.set(r, &c.name, &v[r * rep..(r + 1) * rep]);
+                    t.set(r, h, &v[r * rep..(r + 1) * rep]);
                 }
                 ColumnData::Bool(v) => {
                     let vals: Vec<f64> = v[r * rep..(r + 1) * rep]
                         .iter()
                         .map(|&x| f64::from(u8::from(x)))
                         .collect();
-                    t.set(r, &c.name, &vals);
+                    t.set(r, h, &vals);
                 }
                 ColumnData::Str(v) => {
-                    t.set_str(r, &c.name, &v[r]);
+                    t.set_str(r, h, &v[r]);
                 }
                 ColumnData::Unsupported(_) => {}
             }
@@ -86,8 +88,9 @@ pub fn table_with_schema(specs: Vec<ColSpec>, cols: &Columns, what: &str) -> Res
                 s.name
             )));
         }
+        let h = t.col(&s.name)?;
         for r in 0..cols.nrows() {
-            t.set(r, &s.name, &vals[r * rep..(r + 1) * rep]);
+            t.set(r, h, &vals[r * rep..(r + 1) * rep]);
         }
     }
     Ok(t)

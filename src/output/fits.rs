@@ -44,34 +44,154 @@ fn ferr(path: &Path, hdu: Option<&str>, msg: impl Into<String>) -> Error {
     }
 }
 
-/// The temporary name used while writing `path`.
-pub fn temp_name(path: &Path) -> PathBuf {
+/// The prefix of the temporary names used while writing `path` (`.<name>.tmp-`); the process
+/// id follows.
+pub fn temp_prefix(path: &Path) -> String {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+    format!(".{name}.tmp-")
+}
+
+/// The temporary name used while writing `path`.
+pub fn temp_name(path: &Path) -> PathBuf {
+    path.with_file_name(format!("{}{}", temp_prefix(path), std::process::id()))
+}
+
+/// An integer header card of an extension (name, value, comment).
+pub type IntKey<'a> = (&'a str, i64, &'a str);
+
+/// One extension to write: name, table, integer header cards.
+#[derive(Debug, Clone, Copy)]
+pub struct Hdu<'a> {
+    /// `EXTNAME`.
+    pub name: &'a str,
+    /// The rows.
+    pub table: &'a Table,
+    /// Extra integer header cards.
+    pub keys: &'a [IntKey<'a>],
+}
+
+impl<'a> Hdu<'a> {
+    /// An extension without extra cards.
+    pub fn new(name: &'a str, table: &'a Table) -> Self {
+        Self {
+            name,
+            table,
+            keys: &[],
+        }
+    }
 }
 
 /// Write `hdus` (extension name, table) to `path` atomically (temporary file, then rename).
 pub fn write_tables(path: &Path, hdus: &[(&str, &Table)]) -> Result<()> {
-    let tmp = temp_name(path);
-    let _ = std::fs::remove_file(&tmp);
-    if let Err(e) = write_to(&tmp, hdus) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    std::fs::rename(&tmp, path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    let h: Vec<Hdu> = hdus.iter().map(|&(n, t)| Hdu::new(n, t)).collect();
+    write_hdus(path, &h)
 }
 
-/// An open cfitsio handle that is closed on drop.
+/// Write `hdus` to `path` so that `path` is either the complete new file or untouched: the
+/// file is written to a temporary name beside it with every cfitsio status checked (close
+/// included), read back and checked HDU by HDU (names, row counts: cfitsio does not report a
+/// short write on close), synced to disk, then renamed over `path`. On any error the temporary
+/// file is removed and the error names `path`.
+pub fn write_hdus(path: &Path, hdus: &[Hdu]) -> Result<()> {
+    let tmp = temp_name(path);
+    let _ = std::fs::remove_file(&tmp);
+    let r = write_to(&tmp, hdus)
+        .and_then(|()| verify(&tmp, hdus))
+        .and_then(|()| sync_file(&tmp))
+        .and_then(|()| {
+            std::fs::rename(&tmp, path).map_err(|source| Error::Io {
+                path: path.to_path_buf(),
+                source,
+            })
+        });
+    if let Err(e) = r {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(rename_in_error(e, &tmp, path));
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        // make the rename durable; a directory that cannot be opened for sync is no error
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+/// Errors about the temporary file name the user's path instead.
+fn rename_in_error(e: Error, tmp: &Path, path: &Path) -> Error {
+    match e {
+        Error::Fits { path: p, hdu, msg } if p == tmp => Error::Fits {
+            path: path.to_path_buf(),
+            hdu,
+            msg: format!("writing failed: {msg}"),
+        },
+        Error::Io { path: p, source } if p == tmp => Error::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+        other => other,
+    }
+}
+
+fn sync_file(path: &Path) -> Result<()> {
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(io)?
+        .sync_all()
+        .map_err(io)
+}
+
+/// Read the written file back: every HDU present with its row count, nothing truncated.
+fn verify(path: &Path, hdus: &[Hdu]) -> Result<()> {
+    for h in hdus {
+        let cols = crate::backends::meds::read_table(path, h.name)?;
+        if cols.nrows() != h.table.nrows() || cols.ncols() != h.table.columns().len() {
+            return Err(ferr(
+                path,
+                Some(h.name),
+                format!(
+                    "read back {} rows x {} columns, wrote {} x {}",
+                    cols.nrows(),
+                    cols.ncols(),
+                    h.table.nrows(),
+                    h.table.columns().len()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// An open cfitsio handle; [`Handle::close`] reports the close status, drop closes quietly
+/// (error paths only).
 struct Handle(*mut ffi::fitsfile);
+
+impl Handle {
+    fn close(mut self, path: &Path) -> Result<()> {
+        let mut s = 0;
+        // SAFETY: the pointer came from ffinit; it is nulled so drop does not close it again.
+        unsafe { ffi::ffclos(self.0, &mut s) };
+        self.0 = ptr::null_mut();
+        if s != 0 {
+            return Err(ferr(path, None, format!("closing: {}", status_msg(s))));
+        }
+        Ok(())
+    }
+}
 
 impl Drop for Handle {
     fn drop(&mut self) {
+        if self.0.is_null() {
+            return;
+        }
         let mut s = 0;
         // SAFETY: the pointer came from ffinit and is closed exactly once.
         unsafe { ffi::ffclos(self.0, &mut s) };
@@ -95,7 +215,7 @@ fn tform(kind: Kind, shape: &[usize]) -> String {
     }
 }
 
-fn write_to(path: &Path, hdus: &[(&str, &Table)]) -> Result<()> {
+fn write_to(path: &Path, hdus: &[Hdu]) -> Result<()> {
     let cpath = CString::new(path.to_string_lossy().as_bytes())
         .map_err(|_| ferr(path, None, "path contains NUL"))?;
     let mut fptr = ptr::null_mut();
@@ -112,13 +232,24 @@ fn write_to(path: &Path, hdus: &[(&str, &Table)]) -> Result<()> {
     if status != 0 {
         return Err(ferr(path, None, status_msg(status)));
     }
-    for (ext, t) in hdus {
-        write_hdu(&h, path, ext, t)?;
+    for hdu in hdus {
+        write_hdu(&h, path, hdu)?;
     }
-    Ok(())
+    let mut status = 0;
+    // SAFETY: open handle.
+    unsafe { ffi::ffflus(h.0, &mut status) };
+    if status != 0 {
+        return Err(ferr(
+            path,
+            None,
+            format!("flushing: {}", status_msg(status)),
+        ));
+    }
+    h.close(path)
 }
 
-fn write_hdu(h: &Handle, path: &Path, ext: &str, t: &Table) -> Result<()> {
+fn write_hdu(h: &Handle, path: &Path, hdu: &Hdu) -> Result<()> {
+    let (ext, t) = (hdu.name, hdu.table);
     let e = |msg: String| ferr(path, Some(ext), msg);
     let names: Vec<CString> = t
         .columns()
@@ -213,6 +344,22 @@ fn write_hdu(h: &Handle, path: &Path, ext: &str, t: &Table) -> Result<()> {
         if status != 0 {
             return Err(e(format!("column {}: {}", c.name, status_msg(status))));
         }
+    }
+    for &(name, value, comment) in hdu.keys {
+        let k = CString::new(name).map_err(|_| e(format!("header key {name:?}")))?;
+        let c = CString::new(comment).map_err(|_| e(format!("comment of {name}")))?;
+        let mut v = value;
+        // SAFETY: NUL-terminated key and comment; v is one i64 (TLONGLONG).
+        unsafe {
+            ffi::ffpky(
+                h.0,
+                TLONGLONG,
+                k.as_ptr(),
+                &mut v as *mut i64 as *mut c_void,
+                c.as_ptr(),
+                &mut status,
+            )
+        };
     }
     if status != 0 {
         return Err(e(status_msg(status)));

@@ -68,6 +68,20 @@ impl ColSpec {
     }
 }
 
+/// A typed handle on one column of a table schema, resolved once by [`Table::col`]: a
+/// misspelt name is an error when the handle is made, never a value silently left at its
+/// default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Col {
+    index: usize,
+    repeat: usize,
+}
+
+/// A column that the schema does not have (or, from [`Table::append`], one that differs).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("output schema has no column '{0}'")]
+pub struct SchemaError(pub String);
+
 /// A table of rows sharing one schema.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Table {
@@ -134,31 +148,65 @@ impl Table {
         self.nrows - 1
     }
 
-    /// Set the values of column `name` in `row` (`vals.len()` must not exceed the row size);
-    /// unknown names are ignored and reported as `false`.
-    pub fn set(&mut self, row: usize, name: &str, vals: &[f64]) -> bool {
-        let Some(&i) = self.index.get(name) else {
-            return false;
-        };
-        let c = &mut self.cols[i];
-        let r = c.repeat();
-        let n = vals.len().min(r);
-        c.num[row * r..row * r + n].copy_from_slice(&vals[..n]);
-        true
+    /// The handle of column `name`, for the typed setters.
+    ///
+    /// # Errors
+    /// [`SchemaError`] when the schema has no such column.
+    pub fn col(&self, name: &str) -> Result<Col, SchemaError> {
+        let &i = self
+            .index
+            .get(name)
+            .ok_or_else(|| SchemaError(name.to_string()))?;
+        Ok(Col {
+            index: i,
+            repeat: self.cols[i].repeat(),
+        })
     }
 
-    /// Set a scalar.
-    pub fn set1(&mut self, row: usize, name: &str, v: f64) -> bool {
-        self.set(row, name, &[v])
+    /// Set the first `vals.len()` values (at most a row) of column `col` in `row`.
+    pub fn set(&mut self, row: usize, col: Col, vals: &[f64]) {
+        let c = &mut self.cols[col.index];
+        debug_assert_eq!(c.repeat(), col.repeat, "column handle of another schema");
+        let r = col.repeat;
+        let n = vals.len().min(r);
+        c.num[row * r..row * r + n].copy_from_slice(&vals[..n]);
+    }
+
+    /// Set a scalar (the first element of the row).
+    pub fn set1(&mut self, row: usize, col: Col, v: f64) {
+        self.set(row, col, &[v]);
+    }
+
+    /// Set element `k` of the row of `col` (a per-band entry); `k` outside the row is ignored.
+    pub fn set_at(&mut self, row: usize, col: Col, k: usize, v: f64) {
+        if k < col.repeat {
+            self.cols[col.index].num[row * col.repeat + k] = v;
+        }
     }
 
     /// Set a string value.
-    pub fn set_str(&mut self, row: usize, name: &str, v: &str) -> bool {
-        let Some(&i) = self.index.get(name) else {
-            return false;
-        };
-        self.cols[i].strs[row] = v.to_string();
-        true
+    pub fn set_str(&mut self, row: usize, col: Col, v: &str) {
+        self.cols[col.index].strs[row] = v.to_string();
+    }
+
+    /// Set the values of column `name` in `row` by name (generic code: copies, meta tables).
+    ///
+    /// # Errors
+    /// [`SchemaError`] when the schema has no such column.
+    pub fn set_named(&mut self, row: usize, name: &str, vals: &[f64]) -> Result<(), SchemaError> {
+        let c = self.col(name)?;
+        self.set(row, c, vals);
+        Ok(())
+    }
+
+    /// Set a string value by name.
+    ///
+    /// # Errors
+    /// [`SchemaError`] when the schema has no such column.
+    pub fn set_str_named(&mut self, row: usize, name: &str, v: &str) -> Result<(), SchemaError> {
+        let c = self.col(name)?;
+        self.set_str(row, c, v);
+        Ok(())
     }
 
     /// The values of `name` in `row`.
@@ -168,17 +216,36 @@ impl Table {
         c.num.get(row * r..(row + 1) * r)
     }
 
+    /// The values of column `col` in `row`.
+    pub fn get_col(&self, row: usize, col: Col) -> &[f64] {
+        let r = col.repeat;
+        &self.cols[col.index].num[row * r..(row + 1) * r]
+    }
+
     /// Append all rows of `other`, which must have the same schema.
-    pub fn append(&mut self, other: &Table) -> bool {
-        if self.specs() != other.specs() {
-            return false;
+    ///
+    /// # Errors
+    /// [`SchemaError`] naming the first column that differs (nothing is appended).
+    pub fn append(&mut self, other: &Table) -> Result<(), SchemaError> {
+        if self.cols.len() != other.cols.len() {
+            return Err(SchemaError(format!(
+                "<{} columns, not {}>",
+                other.cols.len(),
+                self.cols.len()
+            )));
+        }
+        for (a, b) in self.cols.iter().zip(&other.cols) {
+            if a.name != b.name || a.kind != b.kind || a.shape != b.shape || a.default != b.default
+            {
+                return Err(SchemaError(b.name.clone()));
+            }
         }
         for (a, b) in self.cols.iter_mut().zip(&other.cols) {
             a.num.extend_from_slice(&b.num);
             a.strs.extend_from_slice(&b.strs);
         }
         self.nrows += other.nrows;
-        true
+        Ok(())
     }
 
     /// A copy holding only the rows `keep` (in that order).

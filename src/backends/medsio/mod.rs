@@ -705,6 +705,22 @@ impl ImageSource for MedsSource {
         out.se = MultiBandObs::new(se);
         Ok(())
     }
+    fn id_number(&self, k: usize) -> Result<(i64, i64)> {
+        let iobj = *self.rows.get(k).ok_or_else(|| {
+            Error::Invalid(format!(
+                "object {k} out of range ({} objects)",
+                self.rows.len()
+            ))
+        })?;
+        let f0 = &self.files[0];
+        let id = f0
+            .object_data()
+            .id
+            .get(iobj)
+            .copied()
+            .unwrap_or(DEFVAL as i64);
+        Ok((id, f0.number(iobj)?))
+    }
     fn reopen(&self) -> Result<Self> {
         Ok(Self {
             files: self
