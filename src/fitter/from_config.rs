@@ -17,6 +17,28 @@ use crate::fitting::psf::LmPsfModel;
 use crate::gmix::models::Tables;
 use crate::priors::{CenPrior, GMixND, PriorSimpleSep, ShapePrior, TPrior};
 
+/// A GMixND prior from a FITS file (`table`: columns `weights`, `means`, `covars`; else the
+/// ngmix image layout); reading FITS needs the `des-y1` feature.
+fn gmixnd_file(path: &std::path::Path, table: bool) -> Result<GMixND> {
+    #[cfg(feature = "des-y1")]
+    {
+        if table {
+            GMixND::from_fits_table(path)
+        } else {
+            GMixND::from_fits(path)
+        }
+    }
+    #[cfg(not(feature = "des-y1"))]
+    {
+        let _ = table;
+        Err(Error::Invalid(format!(
+            "prior file {}: reading FITS files needs the `des-y1` feature, which this build \
+             of ngmixer-rs lacks",
+            path.display()
+        )))
+    }
+}
+
 fn cerr(cfg: &FittingConfig, msg: impl Into<String>) -> Error {
     Error::Config {
         file: cfg.source.clone().unwrap_or_else(|| "<config>".into()),
@@ -24,7 +46,8 @@ fn cerr(cfg: &FittingConfig, msg: impl Into<String>) -> Error {
     }
 }
 
-fn scalar_prior(cfg: &FittingConfig, key: &str, p: &ScalarPrior) -> Result<TPrior> {
+/// A scalar prior (`T`, `counts`) of config key `key`.
+pub fn scalar_prior(cfg: &FittingConfig, key: &str, p: &ScalarPrior) -> Result<TPrior> {
     let wrap = |e: Error| cerr(cfg, format!("{key}: {e}"));
     Ok(match p {
         ScalarPrior::Flat { min, max } => TPrior::flat(*min, *max).map_err(wrap)?,
@@ -42,7 +65,7 @@ fn scalar_prior(cfg: &FittingConfig, key: &str, p: &ScalarPrior) -> Result<TPrio
         ScalarPrior::CosmosDev => TPrior::cosmos_dev(),
         ScalarPrior::GMixND { file, cov_factor } => {
             let path = crate::config::expand_path(file);
-            let mut g = GMixND::from_fits(&path).map_err(wrap)?;
+            let mut g = gmixnd_file(&path, false).map_err(wrap)?;
             if let Some(f) = cov_factor {
                 g.apply_cov_factor_ngmixer(*f).map_err(wrap)?;
             }
@@ -51,7 +74,8 @@ fn scalar_prior(cfg: &FittingConfig, key: &str, p: &ScalarPrior) -> Result<TPrio
     })
 }
 
-fn joint_prior(
+/// The joint prior of `model` (`model_pars.<model>`) for `nband` bands.
+pub fn joint_prior(
     cfg: &FittingConfig,
     model: &str,
     spec: &ModelPriorSpec,
@@ -89,7 +113,7 @@ pub fn fracdev_prior(cfg: &FittingConfig, spec: &FracdevPriorSpec) -> Result<GMi
     let g = match spec {
         FracdevPriorSpec::File(file) => {
             let path = crate::config::expand_path(file);
-            GMixND::from_fits_table(&path).map_err(|e| cerr(cfg, format!("{key}.file: {e}")))?
+            gmixnd_file(&path, true).map_err(|e| cerr(cfg, format!("{key}.file: {e}")))?
         }
         FracdevPriorSpec::Inline {
             weights,
