@@ -60,10 +60,10 @@ pub struct PsfFitInfo {
 /// An image with its weight map, Jacobian and optional fitted mixture.
 #[derive(Debug, Clone)]
 pub struct Observation {
-    /// Pixel values.
-    pub image: Array2<f64>,
+    /// Pixel values (row-major standard layout, see [`Observation::image`]).
+    pub(crate) image: Array2<f64>,
     /// Inverse variance per pixel; `<= 0` means unused.
-    pub weight: Array2<f64>,
+    pub(crate) weight: Array2<f64>,
     /// Pixel → sky map, centred on the object.
     pub jacobian: Jacobian,
     /// The PSF observation, when this is a galaxy observation.
@@ -154,6 +154,18 @@ impl Observation {
         Ok(())
     }
 
+    /// The pixel values, `[row, col]`.
+    #[inline]
+    pub fn image(&self) -> &Array2<f64> {
+        &self.image
+    }
+
+    /// The weight map (inverse variance; 0 = unused).
+    #[inline]
+    pub fn weight(&self) -> &Array2<f64> {
+        &self.weight
+    }
+
     /// Replace the image (non-finite values are zeroed in the weight).
     pub fn set_image(&mut self, image: Array2<f64>) -> GResult<()> {
         if image.dim() != self.weight.dim() {
@@ -185,17 +197,14 @@ impl Observation {
     /// Row-major image slice.
     #[inline]
     pub fn image_slice(&self) -> &[f64] {
-        self.image
-            .as_slice()
-            .expect("observation images are standard-layout")
+        // standard layout is established by every constructor and setter
+        self.image.as_slice().unwrap_or(&[])
     }
 
     /// Row-major weight slice.
     #[inline]
     pub fn weight_slice(&self) -> &[f64] {
-        self.weight
-            .as_slice()
-            .expect("observation weights are standard-layout")
+        self.weight.as_slice().unwrap_or(&[])
     }
 
     /// The fitted PSF mixture, if the PSF was fitted.
@@ -266,6 +275,10 @@ fn sanitize_weight(image: &mut Array2<f64>, weight: &mut Array2<f64>) -> GResult
     if image.dim() != weight.dim() {
         return Err(GMixError::Fatal("image and weight shapes differ"));
     }
+    // any layout is accepted (transposed, sliced views made owned, Fortran order): the kernels
+    // walk rows, so the pixels are stored row-major
+    standard_layout(image);
+    standard_layout(weight);
     let mut npix = 0;
     for (w, im) in weight.iter_mut().zip(image.iter_mut()) {
         if !im.is_finite() {
@@ -281,6 +294,12 @@ fn sanitize_weight(image: &mut Array2<f64>, weight: &mut Array2<f64>) -> GResult
         return Err(GMixError::Fatal("no weights > 0"));
     }
     Ok(npix)
+}
+
+fn standard_layout(a: &mut Array2<f64>) {
+    if !a.is_standard_layout() {
+        *a = a.as_standard_layout().into_owned();
+    }
 }
 
 /// Per-object inputs besides the observations.
@@ -320,6 +339,21 @@ pub struct ObjectObs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn any_array_layout_is_accepted() {
+        let im = Array2::from_shape_fn((3, 5), |(r, c)| (10 * r + c) as f64);
+        use ndarray::ShapeBuilder;
+        // Fortran-order image and weight with the same logical values
+        let t = Array2::from_shape_fn((3, 5).f(), |(r, c)| (10 * r + c) as f64);
+        let w = Array2::from_elem((3, 5).f(), 2.0);
+        assert!(!t.is_standard_layout() && t == im);
+        let o = Observation::new(t, w, Jacobian::unit(1.0, 2.0)).unwrap();
+        assert_eq!(o.image(), &im);
+        assert_eq!(o.image_slice(), im.as_slice().unwrap());
+        assert_eq!(o.weight_slice(), &[2.0; 15]);
+        assert_eq!(o.npix(), 15);
+    }
 
     #[test]
     fn non_finite_pixels_are_zeroed_and_unused() {

@@ -292,7 +292,7 @@ fn sums(obs: &MultiBandObs, ep: &[f64; 6], dp: &[f64; 6]) -> (f64, f64) {
             .unwrap();
         let ei = render(&e, &o.jacobian);
         let di = render(&d, &o.jacobian);
-        for ((idx, &w), &im) in o.weight.indexed_iter().zip(o.image.iter()) {
+        for ((idx, &w), &im) in o.weight().indexed_iter().zip(o.image().iter()) {
             let x = di[idx] - ei[idx];
             a += w * x * x;
             b += w * x * (im - ei[idx]);

@@ -356,7 +356,7 @@ fn assert_psf(obs: &ngmixer::obs::Observation, file: &str, row: f64, col: f64) {
         .fold(0.0f64, |a, b| a.max(b.abs()));
     for (i, r) in want.rec.iter().enumerate() {
         for (j, &w) in r.iter().enumerate() {
-            let d = (psf.image[[i, j]] - w).abs() / peak;
+            let d = (psf.image()[[i, j]] - w).abs() / peak;
             assert!(d <= 1e-10, "{file} ({row}, {col}) pixel ({i}, {j})");
         }
     }
@@ -546,7 +546,7 @@ fn trim_psf_cuts_single_epoch_stamps_about_the_centre() {
     assert_eq!(psf.dims(), (11, 11));
     for i in 0..11 {
         for j in 0..11 {
-            assert!((psf.image[[i, j]] - want.rec[6 + i][7 + j]).abs() < 1e-10);
+            assert!((psf.image()[[i, j]] - want.rec[6 + i][7 + j]).abs() < 1e-10);
         }
     }
     let (cr, cc) = psf.jacobian.cen();
@@ -703,10 +703,10 @@ fn surface_brightness_scaling_divides_by_the_pixel_area() {
         let j = &a.jacobian;
         // |det| of the MEDS jacobian, computed here from its elements
         let area = (j.dudcol * j.dvdrow - j.dudrow * j.dvdcol).abs();
-        for (x, y) in a.image.iter().zip(b.image.iter()) {
+        for (x, y) in a.image().iter().zip(b.image().iter()) {
             assert!((y - x / area).abs() <= 1e-12 * (x / area).abs().max(1e-300));
         }
-        for (x, y) in a.weight.iter().zip(b.weight.iter()) {
+        for (x, y) in a.weight().iter().zip(b.weight().iter()) {
             assert!((y - x * area * area).abs() <= 1e-12 * x * area * area);
         }
         for (x, y) in a
@@ -728,7 +728,10 @@ fn surface_brightness_scaling_divides_by_the_pixel_area() {
             assert!((y - x * area * area).abs() <= 1e-12 * x * area * area);
         }
         // the PSF stamp is not rescaled
-        assert_eq!(a.psf.as_ref().unwrap().image, b.psf.as_ref().unwrap().image);
+        assert_eq!(
+            a.psf.as_ref().unwrap().image(),
+            b.psf.as_ref().unwrap().image()
+        );
     }
     // and back: flux scaling multiplies
     let des = DesSettings {
@@ -742,8 +745,10 @@ fn surface_brightness_scaling_divides_by_the_pixel_area() {
     let b = &o.se.bands[0][0];
     let j = &a.jacobian;
     let area = (j.dudcol * j.dvdrow - j.dudrow * j.dvdcol).abs();
-    assert!((b.image[[7, 7]] - a.image[[7, 7]] * area).abs() < 1e-12 * a.image[[7, 7]]);
-    assert!((b.weight[[7, 7]] - a.weight[[7, 7]] / (area * area)).abs() < 1e-9 * b.weight[[7, 7]]);
+    assert!((b.image()[[7, 7]] - a.image()[[7, 7]] * area).abs() < 1e-12 * a.image()[[7, 7]]);
+    assert!(
+        (b.weight()[[7, 7]] - a.weight()[[7, 7]] / (area * area)).abs() < 1e-9 * b.weight()[[7, 7]]
+    );
 }
 
 #[test]
@@ -769,8 +774,8 @@ fn trim_image_follows_ngmixer_start_stop() {
         assert_eq!(b.dims(), (8, 10));
         for i in 0..8 {
             for j in 0..10 {
-                assert_eq!(b.image[[i, j]], a.image[[4 + i, 3 + j]]);
-                assert_eq!(b.weight[[i, j]], a.weight[[4 + i, 3 + j]]);
+                assert_eq!(b.image()[[i, j]], a.image()[[4 + i, 3 + j]]);
+                assert_eq!(b.weight()[[i, j]], a.weight()[[4 + i, 3 + j]]);
             }
         }
         assert_eq!(b.jacobian.cen(), (3.5, 4.5));
@@ -973,8 +978,8 @@ fn bad_pixels_flag_cutouts_instead_of_failing() {
         let a = &o.se.bands[0][0];
         if region == Region::Weight {
             assert_eq!(a.flags, 0, "{region:?}");
-            assert_eq!(a.weight[[40 / BOX, 40 % BOX]], 0.0);
-            assert_eq!(a.weight.iter().filter(|&&w| w > 0.0).count(), 255);
+            assert_eq!(a.weight()[[40 / BOX, 40 % BOX]], 0.0);
+            assert_eq!(a.weight().iter().filter(|&&w| w > 0.0).count(), 255);
         } else {
             // the seg-based weights need the (broken) coadd jacobian
             assert_eq!(a.flags, IMAGE_FLAGS, "{region:?}");
@@ -983,14 +988,14 @@ fn bad_pixels_flag_cutouts_instead_of_failing() {
         let o = read(&mut src, 1);
         let c = &o.coadd.bands[0][0];
         assert_eq!(c.flags, 0);
-        assert_eq!(c.weight[[0, 3]], 0.0);
-        assert_eq!(c.weight[[0, 7]], 0.0);
+        assert_eq!(c.weight()[[0, 3]], 0.0);
+        assert_eq!(c.weight()[[0, 7]], 0.0);
         assert_eq!(o.se.bands[0][1 - 1].flags, IMAGE_FLAGS, "{region:?}");
         let e = &o.se.bands[0][1];
         assert_eq!(e.flags, 0);
-        assert_eq!(e.weight[[0, 5]], 0.0);
+        assert_eq!(e.weight()[[0, 5]], 0.0);
         for obs in o.se.iter().chain(o.coadd.iter()) {
-            assert!(obs.weight.iter().all(|w| w.is_finite() && *w >= 0.0));
+            assert!(obs.weight().iter().all(|w| w.is_finite() && *w >= 0.0));
             if obs.flags == 0 {
                 let raw = obs.weight_raw.as_ref().unwrap();
                 assert!(raw.iter().all(|w| w.is_finite()), "{region:?}");
@@ -1133,26 +1138,26 @@ fn bright_star_pixels_are_propagated_to_every_epoch() {
         for r in 0..BOX {
             for c in 0..BOX {
                 let blocked = r <= 3 && (10..=14).contains(&c);
-                assert_eq!(e.weight[[r, c]] == 0.0, blocked, "({r}, {c})");
+                assert_eq!(e.weight()[[r, c]] == 0.0, blocked, "({r}, {c})");
                 assert_eq!(e.weight_raw.as_ref().unwrap()[[r, c]] == 0.0, blocked);
             }
         }
     }
-    assert!(o.coadd.bands[0][0].weight.iter().all(|&w| w > 0.0));
-    assert!(o1.se.iter().all(|e| e.weight.iter().all(|&w| w > 0.0)));
+    assert!(o.coadd.bands[0][0].weight().iter().all(|&w| w > 0.0));
+    assert!(o1.se.iter().all(|e| e.weight().iter().all(|&w| w > 0.0)));
     // INTERP | STAR works too; STAR alone or with an ignored bit (CRAY) does nothing
     let (o, _) = run(4 | 32, y1_ignore);
-    assert_eq!(o.se.bands[0][1].weight[[0, 12]], 0.0);
+    assert_eq!(o.se.bands[0][1].weight()[[0, 12]], 0.0);
     for val in [32, 2 | 32 | 16] {
         let (o, _) = run(val, y1_ignore);
         assert!(
-            o.se.iter().all(|e| e.weight.iter().all(|&w| w > 0.0)),
+            o.se.iter().all(|e| e.weight().iter().all(|&w| w > 0.0)),
             "{val}"
         );
     }
     // without an ignore mask the CRAY pixel propagates
     let (o, _) = run(2 | 32 | 16, 0);
-    assert_eq!(o.se.bands[0][1].weight[[0, 12]], 0.0);
+    assert_eq!(o.se.bands[0][1].weight()[[0, 12]], 0.0);
 }
 
 #[test]

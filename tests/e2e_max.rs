@@ -148,9 +148,9 @@ fn debug_one() {
         eprintln!(
             "jac {:?} img sum {} wsum {:?} psfsum {}",
             ob.jacobian,
-            ob.image.sum(),
+            ob.image().sum(),
             ob.weight_stats(),
-            ob.psf.as_ref().unwrap().image.sum()
+            ob.psf.as_ref().unwrap().image().sum()
         );
     }
 }
