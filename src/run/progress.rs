@@ -29,6 +29,7 @@ pub struct Progress {
     last_log: Instant,
     log_every: Duration,
     name: String,
+    quiet: bool,
 }
 
 impl Progress {
@@ -58,6 +59,7 @@ impl Progress {
             last_log: now,
             log_every: Duration::from_secs(30),
             name: name.to_string(),
+            quiet: mode == ProgressMode::Quiet,
         }
     }
 
@@ -96,8 +98,11 @@ impl Progress {
         )
     }
 
-    /// Print a message without breaking the bar.
+    /// Print a message without breaking the bar (nothing when quiet).
     pub fn note(&self, msg: &str) {
+        if self.quiet {
+            return;
+        }
         match &self.bar {
             Some(b) => b.suspend(|| eprintln!("{}: {msg}", self.name)),
             None => eprintln!("{}: {msg}", self.name),
