@@ -80,8 +80,10 @@ fn simulated_object() -> Result<ObjectObs, Box<dyn std::error::Error>> {
     })
 }
 
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
 /// Fit and return `(exp_pars, exp_pars_cov diagonal, flags)`.
-fn fit() -> Result<(Vec<f64>, Vec<f64>, i64), Box<dyn std::error::Error>> {
+fn fit() -> Res<(Vec<f64>, Vec<f64>, i64)> {
     let cfg: FittingConfig = from_yaml_str(CONFIG, "<example config>")?;
     cfg.validate(1)?;
     let fitter = MaxLike::new(fitter_settings(&cfg, 1)?)?;

@@ -120,8 +120,9 @@ fn e2e01max_matches_python_ngmixer() {
         "within 0.1 sigma: {f01:.3}, within 0.5 sigma: {f05:.3}; worst {:?}",
         &worst[..5]
     );
-    assert!(f01 >= 0.80, "fraction within 0.1 sigma {f01}");
-    assert!(f05 >= 0.97, "fraction within 0.5 sigma {f05}");
+    // the port reaches 0.945 / 0.997 (two Python runs agree to 0.89-0.96 / 0.99-1.00)
+    assert!(f01 >= 0.92, "fraction within 0.1 sigma {f01}");
+    assert!(f05 >= 0.99, "fraction within 0.5 sigma {f05}");
 }
 
 #[test]
