@@ -124,13 +124,14 @@ impl MedsFile {
         })
     }
 
-    /// An independent handle on the same file for another worker; the decoded tables are
-    /// shared, not re-read.
+    /// An independent handle on the same file for another worker; the decoded tables (and the
+    /// decompressed bytes of a compressed file, and decompressed fpack tiles) are shared, not
+    /// re-read.
     ///
     /// # Errors
     /// [`Error::Fits`] if the file can no longer be opened or its HDUs changed.
     pub fn reopen(&self) -> Result<Self> {
-        let h = FitsHandle::open(&self.shared.path)?;
+        let h = self.handle().reopen()?;
         let same = |e: &Option<HduEntry>| match e {
             None => true,
             Some(e) => h

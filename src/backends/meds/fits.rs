@@ -9,17 +9,18 @@
 //! Compressed inputs: cfitsio reads gzip (and the other whole-file compressions it knows)
 //! transparently by decompressing the file into memory; their on-disk size says nothing about
 //! the FITS layout, so truncation is detected by reading the last record of every HDU (and, for
-//! gzip, by comparing the trailer's uncompressed size with the end of the last HDU).
-//! Tile-compressed (`fpack`, `.fits.fz`) images are read tile by tile through a per-handle
-//! cache of decompressed tiles ([`TILE_CACHE_BYTES`]): cfitsio does not cache one-row tiles
-//! (the only kind a one-dimensional MEDS cutout HDU has), so reading cutouts as sub-ranges
-//! would otherwise decompress the same tile again for every cutout.
+//! gzip, by comparing the trailer's uncompressed size with the end of the last HDU). The checked
+//! decompressed bytes are then kept once and shared by every reopened handle.
+//! Tile-compressed (`fpack`, `.fits.fz`) images are read tile by tile through a cache of
+//! decompressed tiles shared by a file's handles ([`TILE_CACHE_BYTES`]): cfitsio does not cache
+//! one-row tiles (the only kind a one-dimensional MEDS cutout HDU has), so reading cutouts as
+//! sub-ranges would otherwise decompress the same tile again for every cutout.
 
 use std::collections::HashMap;
 use std::ffi::{c_char, c_int, c_void, CString};
 use std::path::{Path, PathBuf};
 use std::ptr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use fitsio::sys as ffi;
 use fitsio::{FileOpenMode, FitsFile};
@@ -38,8 +39,9 @@ const VALUE_UNDEFINED: c_int = 204;
 /// `ffmbyt` mode: report an end-of-file error (cfitsio `REPORT_EOF`).
 const REPORT_EOF: c_int = 0;
 
-/// Budget (bytes) of decompressed tiles kept per open handle for tile-compressed images. A
-/// tile larger than this is not cached (each read then decompresses it again).
+/// Budget (bytes) of decompressed tiles kept per file (shared by its reopened handles) for
+/// tile-compressed images. A tile larger than this is not cached (each read then decompresses it
+/// again).
 pub(crate) const TILE_CACHE_BYTES: usize = 256 << 20;
 
 /// Whole-file compression, recognised by the magic bytes (as cfitsio does), not by the name.
@@ -186,12 +188,27 @@ impl TileCache {
 }
 
 /// One open FITS file, read-only.
+///
+/// A compressed file is decompressed once (by cfitsio), checked, and its bytes kept in memory;
+/// the handle and every [`FitsHandle::reopen`]ed one then read that shared copy, so workers
+/// neither decompress the file again nor hold a copy each. The decompressed-tile cache of
+/// fpack images is shared by reopened handles too.
 pub(crate) struct FitsHandle {
+    // `file` is declared first so that it is closed before `mem` is released.
     file: FitsFile,
     path: PathBuf,
     hdus: Vec<HduEntry>,
     compression: FileCompression,
-    cache: TileCache,
+    cache: Arc<Mutex<TileCache>>,
+    mem: Option<MemBacking>,
+}
+
+/// The decompressed bytes a memory-backed handle reads, and the pointer and size cfitsio's
+/// memory driver keeps the addresses of (boxed so that they do not move).
+struct MemBacking {
+    data: Arc<Vec<u8>>,
+    _ptr: Box<*mut c_void>,
+    _size: Box<usize>,
 }
 
 impl std::fmt::Debug for FitsHandle {
@@ -200,16 +217,30 @@ impl std::fmt::Debug for FitsHandle {
             .field("path", &self.path)
             .field("hdus", &self.hdus)
             .field("compression", &self.compression)
+            .field("in_memory", &self.mem.as_ref().map(|m| m.data.len()))
             .finish_non_exhaustive()
     }
 }
 
 // SAFETY: the handle owns its cfitsio `fitsfile` exclusively (it is opened read-only with
-// `ffdkopn`, which never attaches to another handle's `FITSfile`), cfitsio is built with
-// `_REENTRANT` by `fitsio-src` (its global tables and error stack are mutex-protected), and a
-// `fitsfile` has no thread affinity. Moving the handle to another thread is therefore sound;
-// concurrent use is prevented by `&mut self` on every method.
+// `ffdkopn` or `ffomem`, which never attach to another handle's `FITSfile`), cfitsio is built
+// with `_REENTRANT` by `fitsio-src` (its global tables and error stack are mutex-protected), and
+// a `fitsfile` has no thread affinity. A memory-backed handle reads an immutable shared buffer
+// (opened READONLY without a realloc function, so cfitsio never writes to it) that it keeps
+// alive. Moving the handle to another thread is therefore sound; concurrent use is prevented by
+// `&mut self` on every method.
 unsafe impl Send for FitsHandle {}
+
+extern "C" {
+    /// cfitsio's `ffgbyt` (fitsio2.h, not in the generated bindings): read `nbytes` from the
+    /// current position.
+    fn ffgbyt(
+        fptr: *mut ffi::fitsfile,
+        nbytes: i64,
+        buffer: *mut c_void,
+        status: *mut c_int,
+    ) -> c_int;
+}
 
 fn status_text(status: c_int) -> String {
     let mut buf = [0 as c_char; 32];
@@ -265,32 +296,149 @@ impl FitsHandle {
         let mut status: c_int = 0;
         // SAFETY: cpath is a valid C string; fptr receives a new handle or stays null.
         unsafe { ffi::ffdkopn(&mut fptr, cpath.as_ptr(), 0, &mut status) };
-        if status != 0 || fptr.is_null() {
-            if !fptr.is_null() {
-                let mut s2 = 0;
-                // SAFETY: fptr is a handle that ffdkopn returned; close it once.
-                unsafe { ffi::ffclos(fptr, &mut s2) };
-            }
-            return Err(err(format!("cannot open as FITS: {}", status_text(status))));
-        }
-        // SAFETY: fptr is a valid handle just opened read-only; FitsFile takes ownership.
-        let file = match unsafe { FitsFile::from_raw(fptr, FileOpenMode::READONLY) } {
-            Ok(f) => f,
-            Err(e) => {
-                let mut s2 = 0;
-                // SAFETY: ownership was not taken; close the handle once.
-                unsafe { ffi::ffclos(fptr, &mut s2) };
-                return Err(err(format!("cannot open as FITS: {e}")));
-            }
-        };
+        let file = Self::adopt(fptr, status).map_err(err)?;
         let mut h = Self {
             file,
             path: path.to_path_buf(),
             hdus: Vec::new(),
             compression,
-            cache: TileCache::default(),
+            cache: Arc::default(),
+            mem: None,
         };
         h.index(file_size)?;
+        if compression == FileCompression::None || h.hdus.iter().any(|e| e.compressed) {
+            // (a tile-compressed image inside a compressed file: read through cfitsio's own
+            // decompressed copy, one per handle)
+            return Ok(h);
+        }
+        let data = Arc::new(h.read_all()?);
+        drop(h);
+        Self::open_memory(path, compression, data, Arc::default())
+    }
+
+    /// An independent handle on the same file, sharing the decompressed bytes of a compressed
+    /// file and the tile cache.
+    ///
+    /// # Errors
+    /// As [`FitsHandle::open`].
+    pub fn reopen(&self) -> Result<Self> {
+        match &self.mem {
+            Some(m) => Self::open_memory(
+                &self.path,
+                self.compression,
+                Arc::clone(&m.data),
+                Arc::clone(&self.cache),
+            ),
+            None => {
+                let mut h = Self::open(&self.path)?;
+                h.cache = Arc::clone(&self.cache);
+                Ok(h)
+            }
+        }
+    }
+
+    /// Take ownership of a handle cfitsio just opened (closing it on failure).
+    fn adopt(fptr: *mut ffi::fitsfile, status: c_int) -> std::result::Result<FitsFile, String> {
+        if status != 0 || fptr.is_null() {
+            if !fptr.is_null() {
+                let mut s2 = 0;
+                // SAFETY: fptr is a handle that cfitsio returned; close it once.
+                unsafe { ffi::ffclos(fptr, &mut s2) };
+            }
+            return Err(format!("cannot open as FITS: {}", status_text(status)));
+        }
+        // SAFETY: fptr is a valid handle just opened read-only; FitsFile takes ownership.
+        match unsafe { FitsFile::from_raw(fptr, FileOpenMode::READONLY) } {
+            Ok(f) => Ok(f),
+            Err(e) => {
+                let mut s2 = 0;
+                // SAFETY: ownership was not taken; close the handle once.
+                unsafe { ffi::ffclos(fptr, &mut s2) };
+                Err(format!("cannot open as FITS: {e}"))
+            }
+        }
+    }
+
+    /// The whole (decompressed, already checked) file: bytes `0..end of the last HDU`.
+    fn read_all(&mut self) -> Result<Vec<u8>> {
+        let mut len: u64 = 0;
+        for e in self.hdus.clone() {
+            self.goto_num(&e)?;
+            let (mut head, mut dstart, mut dend) = (0i64, 0i64, 0i64);
+            let mut status = 0;
+            let fptr = self.raw();
+            // SAFETY: valid handle; outputs are local.
+            unsafe { ffi::ffghadll(fptr, &mut head, &mut dstart, &mut dend, &mut status) };
+            if status != 0 {
+                return Err(self.err(Some(&e.name), status_text(status)));
+            }
+            len = len.max(u64::try_from(dend).unwrap_or(0));
+        }
+        let n = usize::try_from(len)
+            .map_err(|_| self.err(None, format!("{len} bytes do not fit in memory")))?;
+        let mut buf = vec![0u8; n];
+        let fptr = self.raw();
+        let mut status = 0;
+        // SAFETY: valid handle; buf holds n bytes, the decompressed file has at least n (every
+        // HDU's last record was read while indexing).
+        unsafe {
+            ffi::ffmbyt(fptr, 0, REPORT_EOF, &mut status);
+            ffgbyt(fptr, n as i64, buf.as_mut_ptr().cast(), &mut status);
+        }
+        if status != 0 {
+            return Err(self.err(
+                None,
+                format!("cannot read the decompressed file: {}", status_text(status)),
+            ));
+        }
+        Ok(buf)
+    }
+
+    /// A handle reading the decompressed bytes `data` of the file at `path`.
+    fn open_memory(
+        path: &Path,
+        compression: FileCompression,
+        data: Arc<Vec<u8>>,
+        cache: Arc<Mutex<TileCache>>,
+    ) -> Result<Self> {
+        let mut ptr_box: Box<*mut c_void> = Box::new(data.as_ptr() as *mut c_void);
+        let mut size_box = Box::new(data.len());
+        let name = c"decompressed.fits";
+        let mut fptr: *mut ffi::fitsfile = ptr::null_mut();
+        let mut status: c_int = 0;
+        // SAFETY: the buffer and the two boxed values outlive the handle (kept in `mem`, which
+        // is dropped after `file`); READONLY without a realloc function: cfitsio only reads.
+        unsafe {
+            ffi::ffomem(
+                &mut fptr,
+                name.as_ptr(),
+                0,
+                &mut *ptr_box,
+                &mut *size_box,
+                0,
+                None,
+                &mut status,
+            )
+        };
+        let file = Self::adopt(fptr, status).map_err(|msg| Error::Fits {
+            path: path.to_path_buf(),
+            hdu: None,
+            msg: format!("decompressed copy: {msg}"),
+        })?;
+        let size = data.len() as u64;
+        let mut h = Self {
+            file,
+            path: path.to_path_buf(),
+            hdus: Vec::new(),
+            compression,
+            cache,
+            mem: Some(MemBacking {
+                data,
+                _ptr: ptr_box,
+                _size: size_box,
+            }),
+        };
+        h.index(size)?;
         Ok(h)
     }
 
@@ -371,7 +519,7 @@ impl FitsHandle {
             let dstart = u64::try_from(dstart).unwrap_or(0);
             // cfitsio pads data units to 2880 bytes; the raw data must lie within the file.
             let raw_end = dstart.saturating_add(self.raw_data_bytes()?);
-            if self.compression == FileCompression::None {
+            if self.compression == FileCompression::None || self.mem.is_some() {
                 if raw_end > file_size {
                     return Err(self.err(
                         Some(&label),
@@ -411,6 +559,7 @@ impl FitsHandle {
             return Err(self.err(None, "no HDU could be read: not a FITS file"));
         }
         match self.compression {
+            _ if self.mem.is_some() => {}
             FileCompression::None => self.check_trailing_header(file_size, last_end, hdus.len())?,
             FileCompression::Gzip => self.check_gzip_size(last_end)?,
             // No size to compare with: a header cut short at a record boundary cannot be told
@@ -1090,11 +1239,14 @@ impl FitsHandle {
         for t in t0..=t1 {
             let tstart = t * layout.len;
             let tend = (tstart + layout.len).min(entry.npix);
-            let tile = match self.cache.get((entry.num, t)) {
+            let cached = self.lock_cache().get((entry.num, t));
+            let tile = match cached {
                 Some(d) => d,
                 None => {
+                    // decompressed without holding the lock (another handle may do the same
+                    // tile meanwhile: both results are equal)
                     let d = Arc::new(self.load_tile(entry, layout.kind, tstart, tend - tstart)?);
-                    self.cache.insert((entry.num, t), Arc::clone(&d));
+                    self.lock_cache().insert((entry.num, t), Arc::clone(&d));
                     d
                 }
             };
@@ -1111,6 +1263,11 @@ impl FitsHandle {
             parts.push((tile, first.max(tstart) - tstart, end.min(tend) - tstart));
         }
         Ok(Some(parts))
+    }
+
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, TileCache> {
+        // the cache holds no invariant a panic could break beyond its byte count
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn load_tile(
