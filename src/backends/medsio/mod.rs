@@ -851,12 +851,16 @@ impl ImageSource for MedsSource {
             coadd.push(c);
             se.push(s);
         }
+        // (errors from these name the band's file and the cutout; add the object id)
+        let what = |step: &str| format!("object id {} (row {iobj}): {step}", out.meta.id);
         if let Some(ignore) = self.des.propagate_star_flags {
-            starflags::propagate_star_flags(&self.files, iobj, &coadd, &mut se, ignore)?;
+            starflags::propagate_star_flags(&self.files, iobj, &coadd, &mut se, ignore)
+                .map_err(|e| prefix_error(e, f0.path(), &what("star-flag propagation")))?;
         }
         if self.des.flag_stellar_halo {
             out.meta.obj_flags |=
-                starflags::stellar_halo_flag(&self.files, iobj, out.meta.number, &coadd, &se)?;
+                starflags::stellar_halo_flag(&self.files, iobj, out.meta.number, &coadd, &se)
+                    .map_err(|e| prefix_error(e, f0.path(), &what("stellar-halo flag")))?;
         }
         out.coadd = MultiBandObs::new(coadd);
         out.se = MultiBandObs::new(se);
