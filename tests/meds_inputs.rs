@@ -306,29 +306,36 @@ fn fpack_copies_read_bitwise_like_the_plain_file() {
 }
 
 #[test]
-fn fpack_reads_from_reopened_handles_in_threads() {
-    let d = Scratch::new("fz-threads");
+fn compressed_files_read_from_reopened_handles_in_threads() {
+    let d = Scratch::new("threads");
     let plain = e2e_meds();
     let fz = d.file("tiles.fits.fz");
     cfitsio_copy(&plain, &fz, Copy::Fpack { tile: Some(2304) });
-    let m = MedsFile::open(&fz).unwrap();
+    let gz = d.file("copy.fits.gz");
+    cfitsio_copy(&plain, &gz, Copy::Plain);
     let p = MedsFile::open(&plain).unwrap();
-    std::thread::scope(|s| {
-        for t in 0..2 {
-            let h = m.reopen().unwrap();
-            let p = &p;
-            s.spawn(move || {
-                let (mut a, mut b) = (Vec::new(), Vec::new());
-                for iobj in (t..h.size()).step_by(2).rev() {
-                    for icut in 0..h.ncutout(iobj).unwrap() {
-                        h.cutout(CutoutKind::Image, iobj, icut, &mut a).unwrap();
-                        p.cutout(CutoutKind::Image, iobj, icut, &mut b).unwrap();
-                        assert!(same_bits(&a, &b));
+    for path in [&fz, &gz] {
+        let m = MedsFile::open(path).unwrap();
+        std::thread::scope(|s| {
+            for t in 0..3 {
+                // handles reopened from reopened handles share the same decompressed data
+                let h = m.reopen().unwrap().reopen().unwrap();
+                let p = &p;
+                s.spawn(move || {
+                    let (mut a, mut b) = (Vec::new(), Vec::new());
+                    for iobj in (t..h.size()).step_by(3).rev() {
+                        for icut in 0..h.ncutout(iobj).unwrap() {
+                            for kind in [CutoutKind::Image, CutoutKind::Seg] {
+                                h.cutout(kind, iobj, icut, &mut a).unwrap();
+                                p.cutout(kind, iobj, icut, &mut b).unwrap();
+                                assert!(same_bits(&a, &b), "{}", path.display());
+                            }
+                        }
                     }
-                }
-            });
-        }
-    });
+                });
+            }
+        });
+    }
 }
 
 #[test]
