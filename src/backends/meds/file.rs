@@ -124,13 +124,14 @@ impl MedsFile {
         })
     }
 
-    /// An independent handle on the same file for another worker; the decoded tables are
-    /// shared, not re-read.
+    /// An independent handle on the same file for another worker; the decoded tables (and the
+    /// decompressed bytes of a compressed file, and decompressed fpack tiles) are shared, not
+    /// re-read.
     ///
     /// # Errors
     /// [`Error::Fits`] if the file can no longer be opened or its HDUs changed.
     pub fn reopen(&self) -> Result<Self> {
-        let h = FitsHandle::open(&self.shared.path)?;
+        let h = self.handle().reopen()?;
         let same = |e: &Option<HduEntry>| match e {
             None => true,
             Some(e) => h
@@ -220,6 +221,21 @@ impl MedsFile {
         Ok(())
     }
 
+    /// Prefix a pixel-read error with the object (id and row) and cutout it concerns.
+    fn cutout_context(&self, e: Error, what: &str, iobj: usize, icut: usize) -> Error {
+        match e {
+            Error::Fits { path, hdu, msg } => Error::Fits {
+                path,
+                hdu,
+                msg: format!(
+                    "{what} of object id {} (row {iobj}), cutout {icut}: {msg}",
+                    self.object_id_text(iobj)
+                ),
+            },
+            e => e,
+        }
+    }
+
     fn missing(&self, col: &str, iobj: usize, icut: usize) -> Error {
         self.err(
             Some(OBJECT_DATA),
@@ -305,6 +321,35 @@ impl MedsFile {
             dvdrow: gf(&od.dvdrow, "dvdrow")?,
             dvdcol: gf(&od.dvdcol, "dvdcol")?,
         })
+    }
+
+    /// The `image_info` row of cutout `(iobj, icut)` (its `file_id`), checked against the
+    /// table.
+    ///
+    /// # Errors
+    /// Index out of range, or a `file_id` outside `image_info`: [`Error::Fits`] naming the
+    /// file, the object (`id` and row) and the cutout index.
+    pub fn file_id(&self, iobj: usize, icut: usize) -> Result<usize> {
+        let fid = self.cutout_info(iobj, icut)?.file_id;
+        let n = self.shared.info.len();
+        usize::try_from(fid).ok().filter(|&k| k < n).ok_or_else(|| {
+            self.err(
+                Some(OBJECT_DATA),
+                format!(
+                    "object id {} (row {iobj}), cutout {icut}: file_id {fid} is outside \
+                         image_info ({n} rows)",
+                    self.object_id_text(iobj)
+                ),
+            )
+        })
+    }
+
+    fn object_id_text(&self, iobj: usize) -> String {
+        self.shared
+            .obj
+            .id
+            .get(iobj)
+            .map_or_else(|| "?".to_string(), |id| id.to_string())
     }
 
     /// `(cutout_row, cutout_col)` of `(iobj, icut)`.
@@ -413,7 +458,9 @@ impl MedsFile {
         out: &mut Vec<f64>,
     ) -> Result<(usize, usize)> {
         let (entry, start, bs) = self.section(kind, iobj, icut)?;
-        self.handle().read_pixels_f64(&entry, start, bs * bs, out)?;
+        self.handle()
+            .read_pixels_f64(&entry, start, bs * bs, out)
+            .map_err(|e| self.cutout_context(e, "cutout", iobj, icut))?;
         Ok((bs, bs))
     }
 
@@ -429,7 +476,9 @@ impl MedsFile {
         out: &mut Vec<i32>,
     ) -> Result<(usize, usize)> {
         let (entry, start, bs) = self.section(kind, iobj, icut)?;
-        self.handle().read_pixels_i32(&entry, start, bs * bs, out)?;
+        self.handle()
+            .read_pixels_i32(&entry, start, bs * bs, out)
+            .map_err(|e| self.cutout_context(e, "cutout", iobj, icut))?;
         Ok((bs, bs))
     }
 
@@ -502,7 +551,16 @@ impl MedsFile {
                     format!("PSF stamp {nr}x{nc} is too large"),
                 )
             })?;
-        self.handle().read_pixels_f64(&entry, start, n, out)?;
+        self.handle()
+            .read_pixels_f64(&entry, start, n, out)
+            .map_err(|e| {
+                self.cutout_context(
+                    e,
+                    &format!("PSF stamp (psf_start_row {start}, {nr}x{nc})"),
+                    iobj,
+                    icut,
+                )
+            })?;
         Ok((nr, nc))
     }
 

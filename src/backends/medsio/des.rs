@@ -471,7 +471,13 @@ fn y1_psf_path(f: &MedsFile, image_path: &str) -> Result<PathBuf> {
             .ok_or_else(|| Error::Fits {
                 path: f.path().to_path_buf(),
                 hdu: Some("metadata".into()),
-                msg: "string column 'DESDATA' is missing (needed by the Y1 PSFEx path rule)".into(),
+                msg: if f.metadata().nrows() == 0 && f.metadata().contains("DESDATA") {
+                    "the table has no rows, so no 'DESDATA' value (needed by the Y1 PSFEx path \
+                     rule)"
+                        .into()
+                } else {
+                    "string column 'DESDATA' is missing (needed by the Y1 PSFEx path rule)".into()
+                },
             })?;
         if !meds_desdata.is_empty() {
             p = p.replace(&meds_desdata, &desdata);

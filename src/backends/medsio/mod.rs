@@ -4,8 +4,11 @@
 //! PSFEx PSFs from psf maps ([`psfmap`]), pixel-area scaling, trimming and the Y1 bmask keys.
 //!
 //! Malformed input never panics: file-level problems (missing HDU or column, wrong types,
-//! inconsistent sizes) are [`Error::Fits`] naming the file, HDU and column; per-cutout problems
-//! (NaN pixels, all-zero weights, unusable PSF stamps) flag the cutout (`IMAGE_FLAGS`).
+//! inconsistent sizes) are [`Error::Fits`] naming the file, HDU and column, and errors about one
+//! cutout also name the band, the object (`id` and row) and the cutout index; per-cutout problems
+//! (NaN pixels, all-zero weights, unusable PSF stamps, singular Jacobians) flag the cutout
+//! (`IMAGE_FLAGS` placeholder), and those due to defective input (Jacobian, PSF) are also counted
+//! per band in [`ObjectMeta::dropped_epochs`], so no epoch disappears unaccounted.
 
 pub mod des;
 pub mod psfmap;
@@ -126,7 +129,11 @@ pub struct MedsSource {
 }
 
 impl MedsSource {
-    /// Open one MEDS file per band; all must have the same objects.
+    /// Open one MEDS file per band; all must describe the same objects
+    /// ([`MedsSource::check_bands`]).
+    ///
+    /// # Errors
+    /// No file, an unreadable file, or bands that do not match.
     pub fn open(paths: &[PathBuf], settings: IoSettings) -> Result<Self> {
         if paths.is_empty() {
             return Err(Error::Invalid("no MEDS files given".into()));
@@ -136,20 +143,7 @@ impl MedsSource {
             .map(MedsFile::open)
             .collect::<Result<Vec<_>>>()?;
         let n = files[0].size();
-        for f in &files[1..] {
-            if f.size() != n {
-                return Err(Error::Fits {
-                    path: f.path().to_path_buf(),
-                    hdu: Some("object_data".into()),
-                    msg: format!(
-                        "has {} objects but {} has {n}",
-                        f.size(),
-                        files[0].path().display()
-                    ),
-                });
-            }
-        }
-        Ok(Self {
+        let src = Self {
             files,
             settings,
             rows: (0..n).collect(),
@@ -158,7 +152,78 @@ impl MedsSource {
             des: DesSettings::default(),
             image_flags: Default::default(),
             psfex: Default::default(),
-        })
+        };
+        src.check_bands()?;
+        Ok(src)
+    }
+
+    /// Check that the band files describe the same objects: no file given twice (same
+    /// canonical path, or same device and inode), the same number of objects, and the same
+    /// `id` and `number` columns row by row.
+    ///
+    /// # Errors
+    /// [`Error::Fits`] naming the offending file (and the first one), the band positions, and
+    /// for a column mismatch the first differing row and both values.
+    pub fn check_bands(&self) -> Result<()> {
+        let ident = |f: &MedsFile| {
+            use std::os::unix::fs::MetadataExt;
+            let canon = std::fs::canonicalize(f.path()).ok();
+            let inode = std::fs::metadata(f.path()).ok().map(|m| (m.dev(), m.ino()));
+            (canon, inode)
+        };
+        let ids: Vec<_> = self.files.iter().map(ident).collect();
+        for j in 1..self.files.len() {
+            for i in 0..j {
+                let same_path = ids[i].0.is_some() && ids[i].0 == ids[j].0;
+                let same_inode = ids[i].1.is_some() && ids[i].1 == ids[j].1;
+                if same_path || same_inode {
+                    return Err(Error::Fits {
+                        path: self.files[j].path().to_path_buf(),
+                        hdu: None,
+                        msg: format!(
+                            "the MEDS file of band {j} is the same file as that of band {i} ({}){}",
+                            self.files[i].path().display(),
+                            if same_path {
+                                ""
+                            } else {
+                                " (same device and inode)"
+                            }
+                        ),
+                    });
+                }
+            }
+        }
+        let f0 = &self.files[0];
+        let n = f0.size();
+        let (id0, num0) = (&f0.object_data().id, &f0.object_data().number);
+        for (b, f) in self.files.iter().enumerate().skip(1) {
+            let err = |msg: String| Error::Fits {
+                path: f.path().to_path_buf(),
+                hdu: Some("object_data".into()),
+                msg,
+            };
+            if f.size() != n {
+                return Err(err(format!(
+                    "band {b} has {} objects but {} (band 0) has {n}",
+                    f.size(),
+                    f0.path().display()
+                )));
+            }
+            let od = f.object_data();
+            for (col, a, v) in [("id", id0, &od.id), ("number", num0, &od.number)] {
+                if let Some(r) = (0..n).find(|&r| a.get(r) != v.get(r)) {
+                    let show = |x: Option<&i64>| x.map_or("-".to_string(), |x| x.to_string());
+                    return Err(err(format!(
+                        "band {b} does not describe the same objects as {} (band 0): first \
+                         differing row {r}: {col} {} here, {} in band 0",
+                        f0.path().display(),
+                        show(v.get(r)),
+                        show(a.get(r))
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Switch on the DES / Y1 features: read the image flags (DES io types), the replacement
@@ -242,13 +307,15 @@ impl MedsSource {
         self.files.iter().map(|f| f.path()).collect()
     }
 
+    /// The observations of one band of object `iobj`; returns `(nimage_tot, dropped)`, the
+    /// number of SE cutouts and of those the input data made unusable (see [`Unusable`]).
     fn build_band(
         &self,
         band: usize,
         iobj: usize,
         coadd: &mut Vec<Observation>,
         se: &mut Vec<Observation>,
-    ) -> Result<i32> {
+    ) -> Result<(i32, u32)> {
         let f = &self.files[band];
         let s = &self.settings;
         let ncut = f.ncutout(iobj)?;
@@ -259,12 +326,22 @@ impl MedsSource {
             .copied()
             .unwrap_or(DEFVAL as i64);
         let number = f.number(iobj)?;
+        let ctx = |icut: usize| CutoutCtx {
+            path: f.path(),
+            band,
+            id,
+            iobj,
+            icut,
+        };
         let mut nimage_tot = 0;
+        let mut dropped = 0u32;
         let mut buf = Vec::new();
         let mut ibuf = Vec::new();
         let band_flags = self.image_flags.get(band);
         for icut in 0..ncut {
-            let ci = f.cutout_info(iobj, icut)?;
+            let ci = f.cutout_info(iobj, icut).map_err(|e| ctx(icut).wrap(e))?;
+            // a file_id outside image_info is a malformed file, whatever the cutout's use
+            let file_id = f.file_id(iobj, icut).map_err(|e| ctx(icut).wrap(e))?;
             let meta = EpochMeta {
                 id,
                 number: number as i32,
@@ -281,26 +358,33 @@ impl MedsSource {
             }
             let skip_max = s.max_cutouts.is_some_and(|mc| icut > mc);
             let iflags = match band_flags {
-                Some(fl) if !skip_max => *usize::try_from(ci.file_id)
-                    .ok()
-                    .and_then(|k| fl.get(k))
-                    .ok_or_else(|| Error::Fits {
+                Some(fl) if !skip_max => *fl.get(file_id).ok_or_else(|| {
+                    ctx(icut).wrap(Error::Fits {
                         path: f.path().to_path_buf(),
                         hdu: Some("object_data".into()),
                         msg: format!(
-                            "file_id[{iobj}, {icut}] = {} is outside image_info ({} rows)",
-                            ci.file_id,
+                            "file_id {file_id} is outside the image flags ({} rows)",
                             fl.len()
                         ),
-                    })?,
+                    })
+                })?,
                 _ => 0,
             };
             let obs = if skip_max || iflags != 0 {
-                None
+                Err(Unusable::Skipped)
             } else {
-                self.build_obs(f, band, iobj, icut, meta.clone(), &mut buf, &mut ibuf)?
+                self.build_obs(f, band, iobj, icut, meta.clone(), &mut buf, &mut ibuf)
+                    .map_err(|e| ctx(icut).wrap(e))?
             };
-            let obs = obs.unwrap_or_else(|| Observation::placeholder(IMAGE_FLAGS, meta));
+            let obs = match obs {
+                Ok(o) => o,
+                Err(why) => {
+                    if why == Unusable::Defective && icut > 0 {
+                        dropped += 1;
+                    }
+                    Observation::placeholder(IMAGE_FLAGS, meta)
+                }
+            };
             if icut == 0 {
                 coadd.push(obs);
             } else {
@@ -308,17 +392,25 @@ impl MedsSource {
             }
         }
         if s.reject_outliers {
-            reject_band_outliers(se)?;
+            reject_band_outliers(se).map_err(|e| {
+                let msg = format!("band {band}, object id {id} (row {iobj}): outlier rejection");
+                prefix_error(e, f.path(), &msg)
+            })?;
         }
         if self.des.scaling != PixelScaling::None {
-            for obs in coadd.iter_mut().chain(se.iter_mut()) {
+            let nco = coadd.len();
+            for (k, obs) in coadd.iter_mut().chain(se.iter_mut()).enumerate() {
                 if obs.flags == 0 && !des::scale_obs(obs, self.des.scaling) {
+                    // a non-finite pixel scale: the Jacobian is unusable
+                    if k >= nco {
+                        dropped += 1;
+                    }
                     let meta = std::mem::take(&mut obs.meta);
                     *obs = Observation::placeholder(IMAGE_FLAGS, meta);
                 }
             }
         }
-        Ok(nimage_tot)
+        Ok((nimage_tot, dropped))
     }
 
     /// The bmask checks (Y1 `symmetrize_bmask`/`max_bmask_frac`, `bmask_skip_flags`,
@@ -381,7 +473,9 @@ impl MedsSource {
         Ok(true)
     }
 
-    /// The PSF stamp, its centre and width in pixels, or `None` when it is unusable.
+    /// The PSF stamp, its centre and width in pixels, or `None` when it is unusable (no PSFEx
+    /// model for the image, a non-finite position, an empty stamp): always a defect of the
+    /// input, counted in `dropped_epochs`.
     #[allow(clippy::type_complexity)]
     fn psf_image(
         &self,
@@ -398,8 +492,11 @@ impl MedsSource {
                     .psf_center(iobj, icut)?
                     .unwrap_or(((pr as f64 - 1.0) / 2.0, (pc as f64 - 1.0) / 2.0));
                 let sigma_pix = f.psf_sigma(iobj, icut)?.unwrap_or(2.5);
+                if pr == 0 || pc == 0 {
+                    return Ok(None);
+                }
                 let im = Array2::from_shape_vec((pr, pc), buf.clone())
-                    .map_err(|e| Error::Invalid(e.to_string()))?;
+                    .map_err(|e| Error::Invalid(format!("PSF stamp: {e}")))?;
                 Ok(Some((im, cen, sigma_pix)))
             }
             PsfKind::Psfex { .. } => {
@@ -436,7 +533,7 @@ impl MedsSource {
         }
     }
 
-    /// One observation, or `None` for a skipped cutout.
+    /// One observation, or why the cutout cannot be used.
     #[allow(clippy::too_many_arguments)]
     fn build_obs(
         &self,
@@ -447,7 +544,7 @@ impl MedsSource {
         meta: EpochMeta,
         buf: &mut Vec<f64>,
         ibuf: &mut Vec<i32>,
-    ) -> Result<Option<Observation>> {
+    ) -> Result<Built> {
         let s = &self.settings;
         let (nr, nc) = f.cutout(CutoutKind::Image, iobj, icut, buf)?;
         let image = Array2::from_shape_vec((nr, nc), buf.clone())
@@ -457,7 +554,7 @@ impl MedsSource {
             let mut bm = Array2::from_shape_vec((nr, nc), ibuf.clone())
                 .map_err(|e| Error::Invalid(e.to_string()))?;
             if !self.bmask_ok(f, iobj, icut, &mut bm)? {
-                return Ok(None);
+                return Ok(Err(Unusable::Skipped));
             }
             Some(bm)
         } else {
@@ -466,11 +563,11 @@ impl MedsSource {
         // A singular or non-finite jacobian (ngmixer: jacobian None) skips the cutout; the
         // seg-based weights also need the coadd's.
         let Ok(jac) = f.jacobian(iobj, icut) else {
-            return Ok(None);
+            return Ok(Err(Unusable::Defective));
         };
         let coadd_jac_ok = icut == 0 || f.jacobian(iobj, 0).is_ok();
         if !coadd_jac_ok && s.region != Region::Weight {
-            return Ok(None);
+            return Ok(Err(Unusable::Defective));
         }
         f.cutout(CutoutKind::Weight, iobj, icut, buf)?;
         let mut wt_raw = Array2::from_shape_vec((nr, nc), buf.clone())
@@ -532,22 +629,22 @@ impl MedsSource {
         let nzero = wt_raw.iter().filter(|&&w| w == 0.0).count() as f64;
         let limit = s.max_zero_weight_frac.unwrap_or(1.0 / nr.min(nc) as f64);
         if nzero / (nr * nc) as f64 > limit {
-            return Ok(None);
+            return Ok(Err(Unusable::Skipped));
         }
         if s.ignore_zero_images && image.sum() == 0.0 {
-            return Ok(None);
+            return Ok(Err(Unusable::Skipped));
         }
         let Some((psf_im, (prow, pcol), sigma_pix)) = self.psf_image(f, band, iobj, icut, buf)?
         else {
-            return Ok(None);
+            return Ok(Err(Unusable::Defective));
         };
-        if !psf_im.iter().all(|x| x.is_finite()) {
-            return Ok(None);
+        if psf_im.is_empty() || !psf_im.iter().all(|x| x.is_finite()) {
+            return Ok(Err(Unusable::Defective));
         }
         let psf_jac = jac.with_cen(prow, pcol);
         let psf_norm = psf_im.sum();
         let Ok(mut psf) = Observation::with_unit_weight(psf_im, psf_jac) else {
-            return Ok(None);
+            return Ok(Err(Unusable::Defective));
         };
         let sigma_sky = sigma_pix * jac.scale();
         psf.psf_meta = PsfMeta {
@@ -555,8 +652,9 @@ impl MedsSource {
             sigma_sky,
             psf_norm,
         };
+        // ngmix's fatal error (no pixel with weight > 0): skipped, as ngmixer does
         let Ok(mut obs) = Observation::new(image, wt, jac) else {
-            return Ok(None);
+            return Ok(Err(Unusable::Skipped));
         };
         obs.meta = meta;
         obs.psf = Some(Box::new(psf));
@@ -581,9 +679,67 @@ impl MedsSource {
             obs.noise = Array2::from_shape_vec((nr, nc), buf.clone()).ok();
         }
         if let Some(d) = self.des.trim_image {
-            return Ok(des::trim_obs(obs, d));
+            // nothing left after trimming: the centre is off the cutout
+            return Ok(des::trim_obs(obs, d).ok_or(Unusable::Defective));
         }
-        Ok(Some(obs))
+        Ok(Ok(obs))
+    }
+}
+
+/// Why a cutout became a flagged placeholder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unusable {
+    /// Left out by a selection ngmixer makes (`max_cutouts`, image flags, bmask, zero-weight
+    /// fraction, zero image, no pixel with weight > 0).
+    Skipped,
+    /// The input data for it are defective (a singular or non-finite Jacobian, a missing,
+    /// empty or non-finite PSF, a centre off the trimmed stamp): counted per band in
+    /// [`ObjectMeta::dropped_epochs`] (single-epoch cutouts) besides being flagged.
+    Defective,
+}
+
+/// An observation, or why there is none.
+type Built = std::result::Result<Observation, Unusable>;
+
+/// The cutout an error is about.
+struct CutoutCtx<'a> {
+    path: &'a Path,
+    band: usize,
+    id: i64,
+    iobj: usize,
+    icut: usize,
+}
+
+impl CutoutCtx<'_> {
+    /// Name the band, object (id and row) and cutout index in `e`'s message.
+    fn wrap(&self, e: Error) -> Error {
+        let what = format!(
+            "band {}, object id {} (row {}), cutout {}",
+            self.band, self.id, self.iobj, self.icut
+        );
+        prefix_error(e, self.path, &what)
+    }
+}
+
+/// Prefix the message of `e` with `what` (and name the file for errors that do not).
+fn prefix_error(e: Error, path: &Path, what: &str) -> Error {
+    match e {
+        Error::Fits { path, hdu, msg } => Error::Fits {
+            path,
+            hdu,
+            msg: format!("{what}: {msg}"),
+        },
+        Error::Invalid(msg) => Error::Fits {
+            path: path.to_path_buf(),
+            hdu: None,
+            msg: format!("{what}: {msg}"),
+        },
+        Error::GMix(g) => Error::Fits {
+            path: path.to_path_buf(),
+            hdu: None,
+            msg: format!("{what}: {g}"),
+        },
+        e => e,
     }
 }
 
@@ -689,17 +845,22 @@ impl ImageSource for MedsSource {
         for b in 0..self.files.len() {
             let mut c = Vec::new();
             let mut s = Vec::new();
-            let n = self.build_band(b, iobj, &mut c, &mut s)?;
+            let (n, dropped) = self.build_band(b, iobj, &mut c, &mut s)?;
             out.meta.nimage_tot.push(n);
+            out.meta.dropped_epochs[b] = dropped;
             coadd.push(c);
             se.push(s);
         }
+        // (errors from these name the band's file and the cutout; add the object id)
+        let what = |step: &str| format!("object id {} (row {iobj}): {step}", out.meta.id);
         if let Some(ignore) = self.des.propagate_star_flags {
-            starflags::propagate_star_flags(&self.files, iobj, &coadd, &mut se, ignore)?;
+            starflags::propagate_star_flags(&self.files, iobj, &coadd, &mut se, ignore)
+                .map_err(|e| prefix_error(e, f0.path(), &what("star-flag propagation")))?;
         }
         if self.des.flag_stellar_halo {
             out.meta.obj_flags |=
-                starflags::stellar_halo_flag(&self.files, iobj, out.meta.number, &coadd, &se)?;
+                starflags::stellar_halo_flag(&self.files, iobj, out.meta.number, &coadd, &se)
+                    .map_err(|e| prefix_error(e, f0.path(), &what("stellar-halo flag")))?;
         }
         out.coadd = MultiBandObs::new(coadd);
         out.se = MultiBandObs::new(se);
