@@ -58,6 +58,10 @@ pub enum Error {
     /// column handles are resolved).
     #[error(transparent)]
     Schema(#[from] crate::output::SchemaError),
+    /// A problem with how a program was called: arguments, inputs given twice, an output that
+    /// would overwrite an input or cannot be written.
+    #[error("{0}")]
+    Usage(String),
     /// Invalid data (bad shapes, NaN pixels in a place where they cannot be flagged, ...).
     #[error("invalid data: {0}")]
     Invalid(String),

@@ -179,11 +179,11 @@ fn assert_same_obs(a: &Observation, b: &Observation, what: &str) {
         "{what}: jacobian"
     );
     assert!(
-        same_arr(&Some(a.image.clone()), &Some(b.image.clone())),
+        same_arr(&Some(a.image().clone()), &Some(b.image().clone())),
         "{what}: image"
     );
     assert!(
-        same_arr(&Some(a.weight.clone()), &Some(b.weight.clone())),
+        same_arr(&Some(a.weight().clone()), &Some(b.weight().clone())),
         "{what}: weight"
     );
     assert!(same_arr(&a.weight_raw, &b.weight_raw), "{what}: weight_raw");

@@ -11,7 +11,7 @@ use crate::output::{Catalog, ColSpec, Kind, Table};
 use crate::run::{CheckpointStore, Resume, RunIdentity};
 
 fn invalid(msg: String) -> Error {
-    Error::Invalid(msg)
+    Error::Usage(msg)
 }
 
 /// The checkpoint name of an output: `.fits`/`.fit` replaced by `-checkpoint.fits` (spec §3.8).

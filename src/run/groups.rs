@@ -29,7 +29,7 @@ pub type FofRange = (i64, i64);
 /// # Errors
 /// [`Error::Invalid`] naming the option and the text.
 pub fn parse_fof_range(s: &str) -> Result<FofRange> {
-    let bad = |why: &str| Error::Invalid(format!("--fof-range {s:?}: {why}"));
+    let bad = |why: &str| Error::Usage(format!("--fof-range {s:?}: {why}"));
     let parts: Vec<&str> = s.split(',').collect();
     if parts.len() != 2 {
         return Err(bad("need two integers A,B"));
@@ -60,7 +60,7 @@ impl Groups {
         }
         let (a, b) = range.unwrap_or((0, nobj as i64 - 1));
         if a < 0 || a as usize >= nobj {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Usage(format!(
                 "--fof-range start {a} is beyond the {nobj} objects of the MEDS file \
                  (valid: 0..{})",
                 nobj - 1
@@ -127,7 +127,7 @@ impl Groups {
             .collect();
         if groups.is_empty() {
             if let Some((a, b)) = range {
-                return Err(Error::Invalid(format!(
+                return Err(Error::Usage(format!(
                     "--fof-range {a},{b} selects no FoF group of {what} (its fofids span \
                      {lo}..{hi})"
                 )));

@@ -135,7 +135,7 @@ impl MedsRun {
     pub fn run(&self, log: &mut dyn FnMut(&str)) -> Result<MedsRunSummary> {
         let t0 = Instant::now();
         if self.data_files.is_empty() {
-            return Err(Error::Invalid("no MEDS file given".into()));
+            return Err(Error::Usage("no MEDS file given".into()));
         }
         let inputs = self.inputs();
         let mut stamps = Vec::with_capacity(inputs.len());
@@ -149,7 +149,7 @@ impl MedsRun {
         }
         for (i, a) in stamps.iter().enumerate() {
             if let Some(b) = stamps[..i].iter().find(|b| b.path == a.path) {
-                return Err(Error::Invalid(format!(
+                return Err(Error::Usage(format!(
                     "{} and {} are the same file {}: give each input once",
                     b.role, a.role, a.path
                 )));
@@ -219,7 +219,7 @@ impl MedsRun {
             }
             (PsfKind::Psfex { from_image: false }, false) => {
                 if self.psf_map.len() != nband {
-                    return Err(Error::Invalid(format!(
+                    return Err(Error::Usage(format!(
                         "--psf-map: {} psf map files for {nband} MEDS files (one per band)",
                         self.psf_map.len()
                     )));

@@ -434,7 +434,7 @@ impl<I: ImageSource, F: ObjectFitter> Fitter<I, F> {
             }
             o.meta.fofid = group.fofid;
             if let Some(&f) = spec.obj_flags.get(&o.meta.id) {
-                o.meta.obj_flags = f;
+                o.meta.obj_flags |= f; // besides what the source set (DES star flags)
             }
             for (d, &x) in dropped.iter_mut().zip(&o.meta.dropped_epochs) {
                 *d += u64::from(x);

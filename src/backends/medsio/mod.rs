@@ -116,10 +116,6 @@ pub struct MedsSource {
     settings: IoSettings,
     /// Rows of the MEDS files this source covers (all when no sub-range).
     rows: Vec<usize>,
-    /// FoF id per covered row (DEFVAL without a FoF file).
-    fofids: Vec<i64>,
-    /// Object flags by id (`--obj-flags`).
-    obj_flags: Arc<std::collections::HashMap<i64, i32>>,
     /// DES / Y1 settings.
     des: DesSettings,
     /// Per band, per `image_info` row: image flags (DES; empty = all 0).
@@ -147,8 +143,6 @@ impl MedsSource {
             files,
             settings,
             rows: (0..n).collect(),
-            fofids: vec![DEFVAL as i64; n],
-            obj_flags: Default::default(),
             des: DesSettings::default(),
             image_flags: Default::default(),
             psfex: Default::default(),
@@ -279,17 +273,6 @@ impl MedsSource {
     /// (`None` without DES image flags).
     pub fn image_flags(&self, band: usize) -> Option<&[i64]> {
         self.image_flags.get(band).map(|v| v.as_slice())
-    }
-
-    /// Restrict to MEDS rows `rows` with their FoF ids.
-    pub fn select(&mut self, rows: Vec<usize>, fofids: Vec<i64>) {
-        self.rows = rows;
-        self.fofids = fofids;
-    }
-
-    /// Object flags by id: objects with non-zero flags get `obj_flags` set and are not fitted.
-    pub fn set_obj_flags(&mut self, flags: std::collections::HashMap<i64, i32>) {
-        self.obj_flags = Arc::new(flags);
     }
 
     /// The MEDS rows covered, in iteration order.
@@ -835,11 +818,10 @@ impl ImageSource for MedsSource {
             ra: od.ra.get(iobj).copied().unwrap_or(DEFVAL),
             dec: od.dec.get(iobj).copied().unwrap_or(DEFVAL),
             nimage_tot: Vec::with_capacity(self.files.len()),
-            fofid: self.fofids[k],
+            fofid: DEFVAL as i64,
             obj_flags: 0,
             dropped_epochs: vec![0; self.files.len()],
         };
-        out.meta.obj_flags = self.obj_flags.get(&out.meta.id).copied().unwrap_or(0);
         let mut coadd = Vec::new();
         let mut se = Vec::new();
         for b in 0..self.files.len() {
@@ -891,8 +873,6 @@ impl ImageSource for MedsSource {
                 .collect::<Result<_>>()?,
             settings: self.settings.clone(),
             rows: self.rows.clone(),
-            fofids: self.fofids.clone(),
-            obj_flags: self.obj_flags.clone(),
             des: self.des.clone(),
             image_flags: self.image_flags.clone(),
             psfex: self.psfex.clone(),
