@@ -29,11 +29,12 @@
 //!
 //! | feature | what it enables |
 //! |---|---|
-//! | `des-y1` (default) | the MEDS backend (fitsio with bundled cfitsio), PSFEx models, `ngmixit` |
-//! | `maxlike` (default) | the max-likelihood fitter |
-//! | `metacal` (default) | metacalibration |
-//! | `local` (default) | the local batch system for megamixer runs |
-//! | `slurm`, `slac` | Slurm and SLAC LSF batch systems |
+//! | `des-y1` (default) | the MEDS backend (fitsio with bundled cfitsio), PSFEx models, FITS output files and checkpoints ([`run::files`], [`run::meds_run`]), `ngmixit` |
+//! | `maxlike` (default) | the max-likelihood fitter (`fitter::MaxLike`) |
+//! | `metacal` (default) | reserved: metacalibration is not implemented yet (configs asking for it are refused with a message) |
+//! | `local` (default), `slurm`, `slac` | reserved for the megamixer batch systems, not implemented yet |
+//!
+//! The run driver, for any image source and per-object fitter, is [`run::Fitter`].
 
 #![warn(missing_docs)]
 

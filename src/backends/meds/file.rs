@@ -26,7 +26,7 @@ struct Shared {
     psf: Option<HduEntry>,
 }
 
-/// An open MEDS file. See the [module docs](self).
+/// An open MEDS file. See the [module docs](crate::backends::meds).
 #[derive(Debug)]
 pub struct MedsFile {
     shared: Arc<Shared>,
