@@ -319,23 +319,30 @@ impl<I: ImageSource, F: ObjectFitter> Fitter<I, F> {
             drop(tx);
             let mut pending: BTreeMap<usize, GroupResult> = BTreeMap::new();
             let mut appended = start;
+            // the lowest group that failed: groups before it are still appended (workers
+            // claim groups in order, so they all finish), the error reported is its own
+            let mut fail_at = ngroups;
             for (g, r) in rx {
-                if first_err.is_some() || out.end != RunEnd::Complete {
+                if out.end != RunEnd::Complete || g >= fail_at {
                     continue; // draining after a stop
                 }
                 match r {
                     Err(e) => {
+                        fail_at = g;
                         first_err = Some(e);
                         stop.store(true, Ordering::Relaxed);
-                        continue;
                     }
                     Ok(gr) => {
                         pending.insert(g, gr);
                     }
                 }
-                while let Some(gr) = pending.remove(&appended) {
+                while appended < fail_at {
+                    let Some(gr) = pending.remove(&appended) else {
+                        break;
+                    };
                     if let Err(e) = catalog.append(&gr.catalog) {
                         first_err = Some(e.into());
+                        fail_at = appended;
                         stop.store(true, Ordering::Relaxed);
                         break;
                     }
@@ -354,6 +361,7 @@ impl<I: ImageSource, F: ObjectFitter> Fitter<I, F> {
                 if appended > last_ck && schedule.due(minutes, appended - last_ck) {
                     if let Err(e) = store.save(&catalog, appended) {
                         first_err = Some(e);
+                        fail_at = appended;
                         stop.store(true, Ordering::Relaxed);
                         continue;
                     }
