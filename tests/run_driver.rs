@@ -63,7 +63,10 @@ fn every_maxlike_config_resolves_its_columns() {
         }
     }
     // 20 on the corpus: the e2e configs and the Y1 max-like ones whose prior files are bundled
-    assert!(resolved >= 20, "only {resolved} (config, nband) pairs resolved");
+    assert!(
+        resolved >= 20,
+        "only {resolved} (config, nband) pairs resolved"
+    );
 }
 
 #[test]
@@ -248,7 +251,11 @@ fn meds_run_writes_a_meta_row_per_band_and_the_dropped_counts() {
     std::fs::copy(data("meds/sim-e2e-meds.fits"), &a).unwrap();
     std::fs::copy(data("meds/sim-e2e-meds.fits"), &b).unwrap();
     let out = d.join("out.fits");
-    let mut run = MedsRun::new(&data("e2e/run-e2e01max.yaml"), &out, &[a.clone(), b.clone()]);
+    let mut run = MedsRun::new(
+        &data("e2e/run-e2e01max.yaml"),
+        &out,
+        &[a.clone(), b.clone()],
+    );
     run.fof_range = Some((0, 1));
     run.progress = ProgressMode::Quiet;
     let s = run.run(&mut |_| {}).unwrap();

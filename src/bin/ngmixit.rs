@@ -20,7 +20,7 @@ struct Args {
     /// MEDS files, one per band.
     data_files: Vec<PathBuf>,
     /// Inclusive 0-based range of FoF groups (or objects without a FoF file): A,B.
-    #[arg(long = "fof-range")]
+    #[arg(long = "fof-range", allow_hyphen_values = true)]
     fof_range: Option<String>,
     /// FoF table (`fofid`, `number`).
     #[arg(long = "fof-file")]
@@ -82,7 +82,8 @@ fn main() {
     match run(args) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("ngmixit: error: {e:#}");
+            // the library errors carry their causes in their text
+            eprintln!("ngmixit: error: {e}");
             std::process::exit(1);
         }
     }

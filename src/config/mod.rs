@@ -220,10 +220,33 @@ fn expand_user(path: &str, home: Option<String>) -> String {
 /// # Errors
 /// [`Error::Io`] when the file cannot be read, [`Error::Config`] for YAML or schema errors.
 pub fn read_config_file<T: serde::de::DeserializeOwned>(path: &str) -> crate::Result<T> {
+    use std::io::Read;
     let p = expand_path(path);
-    let text = std::fs::read_to_string(&p).map_err(|source| Error::Io {
+    let io = |source| Error::Io {
         path: p.clone(),
         source,
+    };
+    let meta = std::fs::metadata(&p).map_err(io)?;
+    if !meta.is_file() {
+        return Err(Error::Config {
+            file: p.display().to_string(),
+            msg: if meta.is_dir() {
+                "is a directory, not a config file".into()
+            } else {
+                "is not a regular file (a device, pipe or socket)".into()
+            },
+        });
+    }
+    // read at most one byte past the limit: from_yaml_str reports the size
+    let mut bytes = Vec::new();
+    std::fs::File::open(&p)
+        .map_err(io)?
+        .take(MAX_CONFIG_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    let text = String::from_utf8(bytes).map_err(|e| Error::Config {
+        file: p.display().to_string(),
+        msg: format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
     })?;
     from_yaml_str(&text, &p.display().to_string())
 }

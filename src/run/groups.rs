@@ -56,7 +56,12 @@ impl Groups {
     /// [`Error::Invalid`] when the range starts beyond the last object.
     pub fn singletons(nobj: usize, range: Option<FofRange>) -> Result<Self> {
         if nobj == 0 {
-            return Ok(Self::default());
+            return match range {
+                None => Ok(Self::default()),
+                Some((a, b)) => Err(Error::Usage(format!(
+                    "--fof-range {a},{b}: the MEDS file has no objects"
+                ))),
+            };
         }
         let (a, b) = range.unwrap_or((0, nobj as i64 - 1));
         if a < 0 || a as usize >= nobj {
@@ -181,6 +186,7 @@ mod tests {
             .to_string();
         assert!(e.contains("beyond the 10 objects"), "{e}");
         assert!(Groups::singletons(0, None).unwrap().is_empty());
+        assert!(Groups::singletons(0, Some((0, 2))).is_err());
     }
 
     #[test]

@@ -140,6 +140,17 @@ impl MedsRun {
         let inputs = self.inputs();
         let mut stamps = Vec::with_capacity(inputs.len());
         for (role, p) in &inputs {
+            match std::fs::metadata(p) {
+                Ok(m) if !m.is_file() => {
+                    let what = if m.is_dir() {
+                        "a directory"
+                    } else {
+                        "not a regular file (a device, pipe or socket)"
+                    };
+                    return Err(Error::Usage(format!("{role} {} is {what}", p.display())));
+                }
+                _ => {}
+            }
             stamps.push(FileStamp::of(role, p).map_err(|e| match e {
                 Error::Io { path, source } => {
                     Error::Invalid(format!("{role} {}: {source}", path.display()))
@@ -162,8 +173,6 @@ impl MedsRun {
             log(&format!("config: {note}"));
         }
         let nband = self.data_files.len();
-        let mode = DriverMode::select(cfg.model_nbrs, self.mof_file.is_some(), false);
-        cfg.validate_for(nband, mode)?;
         if cfg.model_nbrs {
             return Err(config_error(
                 &cfg,
@@ -172,6 +181,8 @@ impl MedsRun {
                     .into(),
             ));
         }
+        let mode = DriverMode::select(cfg.model_nbrs, self.mof_file.is_some(), false);
+        cfg.validate_for(nband, mode)?;
         if self.mof_file.is_some() || self.nbrs_file.is_some() {
             log("warning: --mof-file/--nbrs-file are not used by this fitter configuration");
         }
