@@ -275,6 +275,16 @@ impl MedsSource {
         self.image_flags.get(band).map(|v| v.as_slice())
     }
 
+    /// The MEDS row of source index `k`.
+    fn row(&self, k: usize) -> Result<usize> {
+        self.rows.get(k).copied().ok_or_else(|| {
+            Error::Invalid(format!(
+                "object {k} out of range ({} objects)",
+                self.rows.len()
+            ))
+        })
+    }
+
     /// The MEDS rows covered, in iteration order.
     pub fn rows(&self) -> &[usize] {
         &self.rows
@@ -804,12 +814,7 @@ impl ImageSource for MedsSource {
         self.files.len()
     }
     fn read_object(&mut self, k: usize, out: &mut ObjectObs) -> Result<()> {
-        let iobj = *self.rows.get(k).ok_or_else(|| {
-            Error::Invalid(format!(
-                "object {k} out of range ({} objects)",
-                self.rows.len()
-            ))
-        })?;
+        let iobj = self.row(k)?;
         let f0 = &self.files[0];
         let od = f0.object_data();
         out.meta = ObjectMeta {
@@ -849,12 +854,7 @@ impl ImageSource for MedsSource {
         Ok(())
     }
     fn id_number(&self, k: usize) -> Result<(i64, i64)> {
-        let iobj = *self.rows.get(k).ok_or_else(|| {
-            Error::Invalid(format!(
-                "object {k} out of range ({} objects)",
-                self.rows.len()
-            ))
-        })?;
+        let iobj = self.row(k)?;
         let f0 = &self.files[0];
         let id = f0
             .object_data()
