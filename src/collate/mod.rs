@@ -522,26 +522,35 @@ struct Loaded {
 
 fn schema_diff(a: &Table, b: &Table) -> Option<String> {
     let (sa, sb) = (a.specs(), b.specs());
+    let mut out = Vec::new();
     for s in &sa {
         match sb.iter().find(|x| x.name == s.name) {
-            None => return Some(format!("no column '{}'", s.name)),
-            Some(x) if x.kind != s.kind || x.shape != s.shape => {
-                return Some(format!(
-                    "column '{}' is {:?}{:?}, not {:?}{:?}",
-                    s.name, x.kind, x.shape, s.kind, s.shape
-                ))
-            }
+            None => out.push(format!("no column '{}'", s.name)),
+            Some(x) if x.kind != s.kind || x.shape != s.shape => out.push(format!(
+                "column '{}' is {:?}{:?}, not {:?}{:?}",
+                s.name, x.kind, x.shape, s.kind, s.shape
+            )),
             _ => {}
         }
     }
     for x in &sb {
         if !sa.iter().any(|s| s.name == x.name) {
-            return Some(format!("extra column '{}'", x.name));
+            out.push(format!("extra column '{}'", x.name));
         }
     }
-    let na: Vec<&str> = sa.iter().map(|s| s.name.as_str()).collect();
-    let nb: Vec<&str> = sb.iter().map(|s| s.name.as_str()).collect();
-    (na != nb).then(|| "columns in another order".to_string())
+    if out.is_empty() {
+        let na: Vec<&str> = sa.iter().map(|s| s.name.as_str()).collect();
+        let nb: Vec<&str> = sb.iter().map(|s| s.name.as_str()).collect();
+        if na != nb {
+            out.push("columns in another order".to_string());
+        }
+    }
+    let n = out.len();
+    if n > MAX_IDS_SHOWN {
+        out.truncate(MAX_IDS_SHOWN);
+        out.push(format!("... {} differences in all", n));
+    }
+    (!out.is_empty()).then(|| out.join("; "))
 }
 
 /// Values differ (strings compared without width; `ignore` columns skipped).
