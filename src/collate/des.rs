@@ -101,7 +101,7 @@ pub fn pick_band_rows(t: &Table, bands: &[String], drop_negative_cutouts: bool) 
         .filter(|&r| {
             !drop_negative_cutouts
                 || t.get(r, "cutout_index")
-                    .map_or(true, |v| v.first().is_some_and(|&x| x >= 0.0))
+                    .is_none_or(|v| v.first().is_some_and(|&x| x >= 0.0))
         })
         .collect();
     let mut s = Schema::of(t);
