@@ -39,6 +39,8 @@
 #![warn(missing_docs)]
 
 pub mod backends;
+#[cfg(feature = "des-y1")]
+pub mod collate;
 pub mod config;
 pub mod error;
 pub mod fitter;
