@@ -238,7 +238,6 @@ mod tests {
         assert_eq!(good_fft_size(193), 256);
         assert_eq!(good_fft_size(300), 384);
         assert_eq!(good_fft_size(192), 192);
-        assert_eq!(good_fft_size(100 * 1), 128);
     }
 
     #[test]

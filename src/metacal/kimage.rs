@@ -29,16 +29,29 @@ pub struct KStamp {
     pub shape: (usize, usize),
     /// stepk in pixel units before the wcs: `π / hypot(R, 15)`.
     pub stepk_pix: f64,
+    maxk_pix: f64,
+}
+
+thread_local! {
+    static PLANNER: std::cell::RefCell<FftPlanner<f64>> = std::cell::RefCell::new(FftPlanner::new());
+    static RPLANNER: std::cell::RefCell<realfft::RealFftPlanner<f64>> =
+        std::cell::RefCell::new(realfft::RealFftPlanner::new());
+}
+
+fn plan(n: usize, inverse: bool) -> std::sync::Arc<dyn rustfft::Fft<f64>> {
+    PLANNER.with(|p| {
+        let mut p = p.borrow_mut();
+        if inverse {
+            p.plan_fft_inverse(n)
+        } else {
+            p.plan_fft_forward(n)
+        }
+    })
 }
 
 /// In-place 2-D forward/inverse c2c FFT of a row-major `n × n` array (no normalisation).
 pub(crate) fn fft2(data: &mut [Complex64], n: usize, inverse: bool) {
-    let mut planner = FftPlanner::<f64>::new();
-    let fft = if inverse {
-        planner.plan_fft_inverse(n)
-    } else {
-        planner.plan_fft_forward(n)
-    };
+    let fft = plan(n, inverse);
     // rows
     fft.process(data);
     // columns via transpose
@@ -80,14 +93,22 @@ impl KStamp {
         fft2(&mut f, n, false);
         let r = size_containing_flux(a, (1.0 - FOLDING_THRESHOLD) * flux);
         let r = r.hypot(15.0);
-        Self {
+        let mut s = Self {
             n,
             f,
             flux,
             maxk1: 2.0 * std::f64::consts::PI * Lanczos15::get().u_max,
             shape: (ny, nx),
             stepk_pix: std::f64::consts::PI / r,
-        }
+            maxk_pix: 0.0,
+        };
+        s.maxk_pix = s.calc_maxk_pix();
+        s
+    }
+
+    /// GalSim `SBInterpolatedImage::calculateMaxK` (pixel units).
+    pub fn maxk_pix(&self) -> f64 {
+        self.maxk_pix
     }
 
     /// `F[p mod N, q mod N]` with p the x (column) and q the y (row) frequency index.
@@ -149,8 +170,7 @@ impl KStamp {
         self.kinterp(kx, ky) * (l.uval(kx / tp) * l.uval(ky / tp))
     }
 
-    /// GalSim `SBInterpolatedImage::calculateMaxK` (pixel units).
-    pub fn maxk_pix(&self) -> f64 {
+    fn calc_maxk_pix(&self) -> f64 {
         let n = self.n as i64;
         let no2 = n / 2;
         let dk = 2.0 * std::f64::consts::PI / self.n as f64;
@@ -257,12 +277,9 @@ pub(crate) fn irfft2_centered(h: &[Complex64], n: usize) -> Vec<f64> {
             cols[p * n + qm] = h[r * hc + p];
         }
     }
-    let mut planner = FftPlanner::<f64>::new();
-    let ifft = planner.plan_fft_inverse(n);
-    ifft.process(&mut cols);
+    plan(n, true).process(&mut cols);
     // rows of length hc: row y (mod N)
-    let mut rp = realfft::RealFftPlanner::<f64>::new();
-    let c2r = rp.plan_fft_inverse(n);
+    let c2r = RPLANNER.with(|p| p.borrow_mut().plan_fft_inverse(n));
     let mut spec = vec![Complex64::new(0.0, 0.0); hc];
     let mut row = vec![0.0; n];
     let mut scratch = c2r.make_scratch_vec();
