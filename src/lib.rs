@@ -49,6 +49,8 @@ pub mod flags;
 pub mod gmix;
 pub mod kernels;
 pub mod math;
+#[cfg(feature = "metacal")]
+pub mod metacal;
 pub mod obs;
 pub mod output;
 pub mod priors;
