@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::backends::meds::{ColKind, ColumnData, Columns, FitsHandle};
 use crate::error::{Error, Result};
-use crate::output::{ColSpec, Kind, Table};
+use crate::output::{ColSpec, Table};
 
 /// The extensions of an ngmixit output.
 pub const MODEL_FITS: &str = "model_fits";
@@ -51,20 +51,12 @@ fn tforms(path: &Path, hdu: &str, ncols: usize) -> Result<Vec<String>> {
 pub(crate) fn table_from_file_columns(cols: &Columns, tforms: &[String]) -> Result<Table> {
     let mut specs = Vec::new();
     for (i, c) in cols.columns().iter().enumerate() {
-        let kind = match c.kind {
-            ColKind::I16 | ColKind::U8 | ColKind::I8 => Kind::I16,
-            ColKind::I32 | ColKind::U16 | ColKind::Bool => Kind::I32,
-            ColKind::I64 | ColKind::U32 | ColKind::U64 => Kind::I64,
-            ColKind::F32 => Kind::F32,
-            ColKind::F64 => Kind::F64,
-            ColKind::Str { width } => Kind::Str(width),
-            ColKind::Unsupported => {
-                return Err(Error::Invalid(format!(
-                    "column '{}' has a type collation cannot copy",
-                    c.name
-                )))
-            }
-        };
+        let kind = crate::output::convert::output_kind(c.kind).ok_or_else(|| {
+            Error::Invalid(format!(
+                "column '{}' has a type collation cannot copy",
+                c.name
+            ))
+        })?;
         let array_form = tforms
             .get(i)
             .is_some_and(|t| t.trim().starts_with(|ch: char| ch.is_ascii_digit()));

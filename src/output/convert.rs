@@ -4,18 +4,26 @@ use crate::backends::meds::{ColKind, ColumnData, Columns};
 use crate::error::{Error, Result};
 use crate::output::table::{Col, ColSpec, Kind, Table};
 
+/// The output type that holds a column of this FITS type (`None` for types the output tables do
+/// not have: complex, bit, ...).
+pub fn output_kind(kind: ColKind) -> Option<Kind> {
+    Some(match kind {
+        ColKind::I16 | ColKind::U8 | ColKind::I8 => Kind::I16,
+        ColKind::I32 | ColKind::U16 | ColKind::Bool => Kind::I32,
+        ColKind::I64 | ColKind::U32 | ColKind::U64 => Kind::I64,
+        ColKind::F32 => Kind::F32,
+        ColKind::F64 => Kind::F64,
+        ColKind::Str { width } => Kind::Str(width),
+        ColKind::Unsupported => return None,
+    })
+}
+
 /// A table with the columns of `cols` (types kept; one-element columns become scalars).
 pub fn table_from_columns(cols: &Columns) -> Table {
     let mut specs = Vec::new();
     for c in cols.columns() {
-        let kind = match c.kind {
-            ColKind::I16 | ColKind::U8 | ColKind::I8 => Kind::I16,
-            ColKind::I32 | ColKind::U16 | ColKind::Bool => Kind::I32,
-            ColKind::I64 | ColKind::U32 | ColKind::U64 => Kind::I64,
-            ColKind::F32 => Kind::F32,
-            ColKind::F64 => Kind::F64,
-            ColKind::Str { width } => Kind::Str(width),
-            ColKind::Unsupported => continue,
+        let Some(kind) = output_kind(c.kind) else {
+            continue;
         };
         let shape: Vec<usize> = match (&c.dims, c.kind) {
             (_, ColKind::Str { .. }) => vec![],
