@@ -4,7 +4,9 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use ndarray::Array2;
-use ngmixer::fitting::em::{fit_em, EmConfig, EmVariant};
+use ngmixer::fitting::em::{
+    em_guess, fit_em, fit_em_accel, fit_em_reference, EmConfig, EmFitter, EmVariant,
+};
 use ngmixer::fitting::kernel::{ModelSpec, V1};
 use ngmixer::fitting::lm::LmPars;
 use ngmixer::fitting::maxlike::{fit_max, NoPrior};
@@ -137,7 +139,71 @@ fn bench_em(c: &mut Criterion) {
         c.bench_function(name, |b| {
             b.iter(|| black_box(fit_em(black_box(&im), 25, 25, &j, &guess3, &cfg).unwrap()))
         });
+        // the same fit with the accelerated iteration (opt-in for V2)
+        let fit_accel = |im: &[f64]| {
+            let mut f = EmFitter::new(im, 25, 25, &j, &cfg).unwrap();
+            f.set_accel(true);
+            f.go(&guess3).unwrap()
+        };
+        let ra = fit_accel(&im);
+        eprintln!("{name}_accel: numiter {} flags {}", ra.numiter, ra.flags);
+        c.bench_function(&format!("{name}_accel"), |b| {
+            b.iter(|| black_box(fit_accel(black_box(&im))))
+        });
     }
+    // ngmixer's PSF fit: ngmix v1.3.5 EM (V1), 3 Gaussians, Y1 `tol: 5e-6`, on a PSFEx-like
+    // stamp (a Moffat, beta 3.5, FWHM 0.9", slightly elliptical, off-centre, tiny noise)
+    let (im, j) = psfex_like_stamp(25);
+    let mut rng = object_rng(3, 3);
+    let guess = em_guess(3, 0.55, 1.0, &mut rng).unwrap();
+    for (name, tol) in [
+        ("em3_v1_psfex_25x25_tol5e-6", 5e-6),
+        ("em3_v1_psfex_25x25_tol1e-8", 1e-8),
+    ] {
+        let cfg = EmConfig {
+            tol,
+            maxiter: 2000,
+            ..EmConfig::v1_psf()
+        };
+        let r = fit_em_accel(&im, 25, 25, &j, &guess, &cfg).unwrap();
+        let r0 = fit_em_reference(&im, 25, 25, &j, &guess, &cfg).unwrap();
+        eprintln!(
+            "{name}: numiter {} flags {} (reference: {} iterations, flags {})",
+            r.numiter, r.flags, r0.numiter, r0.flags
+        );
+        c.bench_function(&format!("{name}_accel"), |b| {
+            b.iter(|| black_box(fit_em_accel(black_box(&im), 25, 25, &j, &guess, &cfg).unwrap()))
+        });
+        c.bench_function(name, |b| {
+            b.iter(|| black_box(fit_em(black_box(&im), 25, 25, &j, &guess, &cfg).unwrap()))
+        });
+    }
+}
+
+/// A PSFEx-like PSF stamp: Moffat (beta 3.5, FWHM 0.9") with e = (0.03, -0.02), centred 0.3 px
+/// off the stamp centre, DES pixel scale, flux 1, Gaussian noise of max / 10^4.
+fn psfex_like_stamp(n: usize) -> (Vec<f64>, Jacobian) {
+    let c = (n / 2) as f64;
+    let j = Jacobian::new(c, c, 0.001, 0.263, 0.263, -0.002).unwrap();
+    let beta = 3.5f64;
+    let fwhm = 0.9f64;
+    let rd = fwhm / (2.0 * (2f64.powf(1.0 / beta) - 1.0).sqrt());
+    let (e1, e2) = (0.03, -0.02);
+    let mut rng = object_rng(5, 5);
+    let mut im: Vec<f64> = (0..n * n)
+        .map(|k| {
+            let (v, u) = j.vu((k / n) as f64 - 0.3, (k % n) as f64 + 0.2);
+            // sheared radius
+            let r2 = ((1.0 - e1) * u * u + (1.0 + e1) * v * v - 2.0 * e2 * u * v) / (rd * rd);
+            (1.0 + r2).powf(-beta)
+        })
+        .collect();
+    let total: f64 = im.iter().sum();
+    im.iter_mut().for_each(|x| *x /= total);
+    let mx = im.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    im.iter_mut()
+        .for_each(|x| *x += mx * 1e-4 * normal(&mut rng));
+    (im, j)
 }
 
 fn bench_e2e(c: &mut Criterion) {

@@ -1055,6 +1055,8 @@ struct LoopPars {
     area: f64,
     /// V1: total sky area `npix · scale²`.
     total_area: f64,
+    /// Accelerate the fixed-point iteration (SQUAREM, see [`run_loop_accel`]).
+    accel: bool,
 }
 
 /// M step of V1: plain ratios of the sums.
@@ -1205,6 +1207,396 @@ fn run_loop<const N: usize, K: EmKernel, I: Isa>(
     }
 }
 
+/// [`run_loop_accel`] if `lp.accel`, falling back to `run_loop` (ngmix's plain iteration) on a
+/// range error; `run_loop` otherwise.
+#[inline(always)]
+fn run_loop_any<const N: usize, K: EmKernel, I: Isa>(
+    isa: I,
+    k: K,
+    guess: &[Gauss2D],
+    lp: LoopPars,
+    px: &mut Pixels,
+) -> Outcome {
+    if lp.accel {
+        let out = run_loop_accel::<N, K, I>(isa, k, guess, lp, px);
+        if !out.range_error {
+            return out;
+        }
+        // an extrapolation can lead EM where a plain step fails (a component whose flux
+        // vanishes) where the plain iteration would not have gone: a range error is reported
+        // only if the plain iteration from the guess has one too (and then as it has it)
+    }
+    run_loop::<N, K, I>(isa, k, guess, lp, px)
+}
+
+/// A point of the EM iteration: the mixture and the sky.
+#[derive(Clone, Copy)]
+struct Point<const N: usize> {
+    g: [[f64; 6]; N],
+    sky: f64,
+}
+
+impl<const N: usize> Point<N> {
+    fn of(gauss: &[Gauss2D; N], sky: f64) -> Self {
+        Self {
+            g: std::array::from_fn(|j| gauss[j].pars()),
+            sky,
+        }
+    }
+
+    /// The Gaussians, or `None` outside the valid domain (`p > 0`, `irr, icc > 0`, `det` and
+    /// `T` above ngmix's lowest value, finite, sky `>= 0`).
+    fn gauss(&self) -> Option<[Gauss2D; N]> {
+        if !(self.sky >= 0.0) || !self.sky.is_finite() {
+            return None;
+        }
+        let out: [Option<Gauss2D>; N] = std::array::from_fn(|j| {
+            let q = &self.g[j];
+            if !(q[0] > 0.0 && q[3] > 0.0 && q[5] > 0.0) || q.iter().any(|x| !x.is_finite()) {
+                return None;
+            }
+            Gauss2D::new(q[0], q[1], q[2], q[3], q[4], q[5]).ok()
+        });
+        if out.iter().any(|g| g.is_none()) {
+            return None;
+        }
+        Some(std::array::from_fn(|j| out[j].expect("checked")))
+    }
+
+    /// `self + a·x + b·y` element-wise.
+    fn axpby(&self, a: f64, x: &Self, b: f64, y: &Self) -> Self {
+        Self {
+            g: std::array::from_fn(|j| {
+                std::array::from_fn(|q| self.g[j][q] + a * x.g[j][q] + b * y.g[j][q])
+            }),
+            sky: self.sky + a * x.sky + b * y.sky,
+        }
+    }
+
+    /// Squared norm with the amplitudes (and the sky) scaled by `pscale`.
+    fn norm2(&self, pscale: f64) -> f64 {
+        let mut s = 0.0;
+        for q in &self.g {
+            s += (q[0] * pscale).powi(2);
+            s += q[1..].iter().map(|x| x * x).sum::<f64>();
+        }
+        s + (self.sky * pscale).powi(2)
+    }
+}
+
+/// `ln x` for positive normal `x`, within a few ulp, written so that it vectorises (exponent
+/// and mantissa from the bits; `2 atanh(s)` series for the mantissa in `[√½, √2)`).
+#[inline(always)]
+fn ln_pos(x: f64) -> f64 {
+    const TWO52: f64 = 4503599627370496.0;
+    let bits = x.to_bits();
+    let e = f64::from_bits((bits >> 52) | 0x4330_0000_0000_0000) - (TWO52 + 1023.0);
+    let m = f64::from_bits((bits & 0x000F_FFFF_FFFF_FFFF) | 0x3FF0_0000_0000_0000);
+    let big = m > std::f64::consts::SQRT_2;
+    let m = if big { m * 0.5 } else { m };
+    let e = if big { e + 1.0 } else { e };
+    let f = m - 1.0;
+    let s = f / (2.0 + f);
+    let z = s * s;
+    let mut p: f64 = 1.0 / 19.0;
+    for c in [17.0f64, 15.0, 13.0, 11.0, 9.0, 7.0, 5.0, 3.0] {
+        p = p.mul_add(z, 1.0 / c);
+    }
+    let ls = (2.0 * s).mul_add(z * p, 2.0 * s);
+    e.mul_add(std::f64::consts::LN_2, ls)
+}
+
+/// The observed-data log-likelihood `Σ d ln(Σ g + sky)` after an E step (the safeguard of the
+/// accelerated iteration).
+#[inline(always)]
+fn loglike(px: &Pixels, sky: f64) -> f64 {
+    let np = px.d.len();
+    let gs = &px.gsum[..np];
+    let mut acc = [0.0; L];
+    let (dc, gc) = (px.d.chunks_exact(L), gs.chunks_exact(L));
+    let (dr, gr) = (dc.remainder(), gc.remainder());
+    for (db, gb) in dc.zip(gc) {
+        for l in 0..L {
+            acc[l] = db[l].mul_add(ln_pos(gb[l] + sky), acc[l]);
+        }
+    }
+    for (d, g) in dr.iter().zip(gr) {
+        acc[0] = d.mul_add(ln_pos(g + sky), acc[0]);
+    }
+    lane_sum(&acc)
+}
+
+/// One E/M step of [`run_loop_accel`] from `g` (with sky `sky`): `F(x)`, its sky, the E-step
+/// statistics and, if asked, the log-likelihood of `x`; `None` on a range error. A function
+/// (not a closure) so that it is inlined into the `avx2,fma` loop with its target features.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn accel_step<const N: usize, K: EmKernel, I: Isa>(
+    isa: I,
+    k: K,
+    lp: &LoopPars,
+    npix: f64,
+    sums: &mut [Sums; N],
+    g: &[Gauss2D; N],
+    sky: f64,
+    numiter: usize,
+    want_ll: bool,
+    px: &mut Pixels,
+) -> Option<([Gauss2D; N], f64, EStep, f64)> {
+    let comps: [Comp; N] = std::array::from_fn(|j| Comp::new(&g[j]));
+    let with_logl = K::LOGL && numiter + 2 >= lp.miniter;
+    let es = estep::<N, K, I>(isa, k, with_logl, &comps, sky, lp.area, px, sums);
+    if es.gtot_zero {
+        return None;
+    }
+    let ll = if want_ll { loglike(px, sky) } else { 0.0 };
+    let mut out = *g;
+    for j in 0..N {
+        let res = if K::LOGL {
+            mstep_v2(&sums[j])
+        } else {
+            mstep_v1(&sums[j])
+        };
+        out[j] = res.ok()?;
+    }
+    let sky_new = if K::LOGL {
+        if lp.vary_sky {
+            es.skysum / npix
+        } else {
+            sky
+        }
+    } else {
+        es.skysum / lp.total_area
+    };
+    Some((out, sky_new, es, ll))
+}
+
+/// The EM iterations for `N` Gaussians, accelerated by SQUAREM (Varadhan & Roland 2008, the
+/// `SqS3` step length `α = -|r|/|v|`): from `x0`, two plain EM steps give `x1`, `x2`; the
+/// extrapolated point `x' = x0 - 2α r + α² v` (`r = x1 - x0`, `v = x2 - 2 x1 + x0`) is followed by
+/// one plain step, `F(x')`, which starts the next cycle. The extrapolation is refused (the cycle
+/// continues from `x2`) when `x'` leaves the valid domain (halving `α` towards -1 a few times
+/// first), when its E step fails, or when its log-likelihood is below that of `x1`.
+///
+/// Every E/M step counts as an iteration (`numiter`, `maxiter`), and the stopping rule is
+/// ngmix's, applied to plain EM steps only: V1 stops when `T, e1, e2` of `F(x)` differ from
+/// those of `x` by less than `tol`; V2 (after `miniter`) when the likelihood statistic of `x`
+/// differs from that of the point `x` was computed from by less than `tol` relative, returning
+/// `F(x)`. So the returned mixture satisfies ngmix's criterion for one EM step, as in the plain
+/// iteration, but (the iteration being faster) it is nearer to the fixed point.
+#[inline(always)]
+fn run_loop_accel<const N: usize, K: EmKernel, I: Isa>(
+    isa: I,
+    k: K,
+    guess: &[Gauss2D],
+    lp: LoopPars,
+    px: &mut Pixels,
+) -> Outcome {
+    let npix = px.v.len() as f64;
+    let mut sums = [[0.0; 6]; N];
+    let mut numiter = 0usize;
+    let mut fdiff = f64::NAN;
+    let pscale = {
+        let ps: f64 = guess.iter().map(|g| g.p.abs()).sum();
+        if ps > 0.0 && ps.is_finite() {
+            1.0 / ps
+        } else {
+            1.0
+        }
+    };
+    let done = |gauss: &[Gauss2D; N], numiter, fdiff, sky, range_error| Outcome {
+        gauss: gauss.to_vec(),
+        range_error,
+        numiter,
+        fdiff,
+        sky,
+    };
+    // One E/M step from `g` (with sky `sky`): `F(x)`, the E-step statistics and, if asked, the
+    // log-likelihood of `x`. `None` on a range error.
+    let mut step = |g: &[Gauss2D; N], sky: f64, numiter: usize, want_ll: bool, px: &mut Pixels| {
+        accel_step::<N, K, I>(isa, k, &lp, npix, &mut sums, g, sky, numiter, want_ll, px)
+    };
+    // V1 statistic of a mixture
+    let stats = |g: &[Gauss2D; N]| e1e2t(g);
+    // the current point (always the output of a plain step, or the guess)
+    let mut x: [Gauss2D; N] = std::array::from_fn(|i| guess[i]);
+    let mut sky = lp.sky0;
+    // V1: `T, e1, e2` of `x` (the guess is never compared, as in ngmix)
+    let mut st_x: Option<(f64, f64, f64)> = None;
+    // V2: likelihood statistic of the point `x` was computed from (ngmix's start value first)
+    let mut pred_elogl: Option<f64> = Some(-9999.9e9);
+    let mut stepmax = 4.0f64;
+    // an accepted extrapolation, undone if EM cannot step from `F(x')`
+    struct Backup<const N: usize> {
+        x: [Gauss2D; N],
+        sky: f64,
+        st: Option<(f64, f64, f64)>,
+        pred: Option<f64>,
+    }
+    let mut backup: Option<Backup<N>> = None;
+    // V1 test of the plain step `a -> b` (`sa` the statistic of `a`); Err(()) = range error
+    let test_v1 =
+        |sa: Option<(f64, f64, f64)>, b: &[Gauss2D; N], fdiff: &mut f64| -> Result<bool, ()> {
+            let Some((e1, e2, t)) = stats(b) else {
+                return Err(());
+            };
+            Ok(match sa {
+                Some((e10, e20, t0)) => {
+                    *fdiff = ((t - t0) / t).abs();
+                    *fdiff < lp.tol && (e1 - e10).abs() < lp.tol && (e2 - e20).abs() < lp.tol
+                }
+                None => false,
+            })
+        };
+    // V2 test at the E step of `x` (statistic `el`) against its predecessor's
+    let test_v2 =
+        |pred: Option<f64>, el: f64, numiter: usize, fdiff: &mut f64| -> Result<bool, ()> {
+            match pred {
+                Some(p) if numiter >= lp.miniter => {
+                    if el == 0.0 {
+                        return Err(());
+                    }
+                    *fdiff = ((el - p) / el).abs();
+                    Ok(*fdiff < lp.tol)
+                }
+                _ => Ok(false),
+            }
+        };
+    loop {
+        if numiter >= lp.maxiter {
+            return done(&x, numiter, fdiff, sky, false);
+        }
+        // x -> x1
+        let Some((x1, sky1, es0, ll0)) = step(&x, sky, numiter, true, px) else {
+            if let Some(b) = backup.take() {
+                // `F(x')` is a point EM cannot step from: undo the extrapolation
+                numiter += 1;
+                (x, sky, st_x, pred_elogl) = (b.x, b.sky, b.st, b.pred);
+                stepmax = (stepmax / 4.0).max(4.0);
+                continue;
+            }
+            return done(&x, numiter + 1, fdiff, sky, true);
+        };
+        numiter += 1;
+        let conv = if K::LOGL {
+            test_v2(pred_elogl, es0.elogl, numiter, &mut fdiff)
+        } else {
+            test_v1(st_x, &x1, &mut fdiff)
+        };
+        match conv {
+            Err(()) => {
+                if let Some(b) = backup.take() {
+                    (x, sky, st_x, pred_elogl) = (b.x, b.sky, b.st, b.pred);
+                    stepmax = (stepmax / 4.0).max(4.0);
+                    continue;
+                }
+                return done(&x1, numiter, fdiff, sky1, true);
+            }
+            Ok(true) => return done(&x1, numiter, fdiff, sky1, false),
+            Ok(false) => {}
+        }
+        backup = None;
+        if numiter >= lp.maxiter {
+            return done(&x1, numiter, fdiff, sky1, false);
+        }
+        let st_x1 = if K::LOGL { None } else { stats(&x1) };
+        // x1 -> x2
+        let Some((x2, sky2, es1, _)) = step(&x1, sky1, numiter, false, px) else {
+            return done(&x1, numiter + 1, fdiff, sky1, true);
+        };
+        numiter += 1;
+        let conv = if K::LOGL {
+            test_v2(Some(es0.elogl), es1.elogl, numiter, &mut fdiff)
+        } else {
+            test_v1(st_x1, &x2, &mut fdiff)
+        };
+        match conv {
+            Err(()) => return done(&x2, numiter, fdiff, sky2, true),
+            Ok(true) => return done(&x2, numiter, fdiff, sky2, false),
+            Ok(false) => {}
+        }
+        // the fallback: continue from x2
+        let fallback_st = if K::LOGL { None } else { stats(&x2) };
+        let (p0, p1, p2) = (
+            Point::of(&x, sky),
+            Point::of(&x1, sky1),
+            Point::of(&x2, sky2),
+        );
+        let r = p1.axpby(-1.0, &p0, 0.0, &p0);
+        let v = p2.axpby(-2.0, &p1, 1.0, &p0);
+        let (nr, nv) = (r.norm2(pscale).sqrt(), v.norm2(pscale).sqrt());
+        let mut alpha = if nv > 0.0 { -(nr / nv) } else { -1.0 };
+        if !alpha.is_finite() {
+            alpha = -1.0;
+        }
+        alpha = alpha.clamp(-stepmax, -1.0);
+        let mut xp = None;
+        while alpha < -1.0 {
+            let cand = p0.axpby(-2.0 * alpha, &r, alpha * alpha, &v);
+            if let Some(g) = cand.gauss() {
+                xp = Some((g, cand.sky));
+                break;
+            }
+            alpha = 0.5 * (alpha - 1.0);
+            if alpha > -1.05 {
+                break;
+            }
+        }
+        let fallback = |x: &mut [Gauss2D; N],
+                        sky: &mut f64,
+                        st: &mut Option<(f64, f64, f64)>,
+                        pe: &mut Option<f64>| {
+            *x = x2;
+            *sky = sky2;
+            *st = fallback_st;
+            *pe = Some(es1.elogl);
+        };
+        let Some((gp, skyp)) = xp else {
+            fallback(&mut x, &mut sky, &mut st_x, &mut pred_elogl);
+            continue;
+        };
+        if numiter >= lp.maxiter {
+            return done(&x2, numiter, fdiff, sky2, false);
+        }
+        let stp = if K::LOGL { None } else { stats(&gp) };
+        let res = step(&gp, skyp, numiter, true, px);
+        numiter += 1;
+        match res {
+            Some((y, skyy, esp, llp))
+                if llp.is_finite()
+                    && llp >= ll0 - 1e-12 * ll0.abs()
+                    && (K::LOGL || stp.is_some()) =>
+            {
+                if !K::LOGL {
+                    match test_v1(stp, &y, &mut fdiff) {
+                        Ok(true) => return done(&y, numiter, fdiff, skyy, false),
+                        Ok(false) => {}
+                        // F(x') has T <= 0: refuse x'
+                        Err(()) => {
+                            fallback(&mut x, &mut sky, &mut st_x, &mut pred_elogl);
+                            continue;
+                        }
+                    }
+                }
+                if alpha <= -stepmax {
+                    stepmax *= 4.0;
+                }
+                backup = Some(Backup {
+                    x: x2,
+                    sky: sky2,
+                    st: fallback_st,
+                    pred: Some(es1.elogl),
+                });
+                x = y;
+                sky = skyy;
+                st_x = if K::LOGL { None } else { stats(&x) };
+                pred_elogl = Some(esp.elogl);
+            }
+            _ => fallback(&mut x, &mut sky, &mut st_x, &mut pred_elogl),
+        }
+    }
+}
+
 /// `run_loop` with the portable passes, compiled for the baseline target.
 fn run_loop_base<const N: usize, K: EmKernel>(
     k: K,
@@ -1212,7 +1604,7 @@ fn run_loop_base<const N: usize, K: EmKernel>(
     lp: LoopPars,
     px: &mut Pixels,
 ) -> Outcome {
-    run_loop::<N, K, Portable>(Portable, k, guess, lp, px)
+    run_loop_any::<N, K, Portable>(Portable, k, guess, lp, px)
 }
 
 /// `run_loop` with the AVX2 passes, the rest compiled with AVX2 and FMA enabled (the result is
@@ -1226,7 +1618,7 @@ fn run_loop_avx2<const N: usize, K: EmKernel>(
     lp: LoopPars,
     px: &mut Pixels,
 ) -> Outcome {
-    run_loop::<N, K, Avx2>(isa, k, guess, lp, px)
+    run_loop_any::<N, K, Avx2>(isa, k, guess, lp, px)
 }
 
 fn dispatch_isa<const N: usize, K: EmKernel>(
@@ -1274,6 +1666,8 @@ pub struct EmFitter {
     counts: f64,
     area: f64,
     simd: Option<Avx2>,
+    /// `None`: plain iteration (acceleration is opt-in, see [`EmFitter::set_accel`]).
+    accel: Option<bool>,
 }
 
 impl EmFitter {
@@ -1327,6 +1721,7 @@ impl EmFitter {
             counts,
             area: jac.area(),
             simd: Avx2::detect(),
+            accel: None,
         })
     }
 
@@ -1356,6 +1751,7 @@ impl EmFitter {
                     sky0: self.sky_image / self.counts,
                     area: 1.0,
                     total_area: npix * self.area,
+                    accel: self.accel.unwrap_or(false),
                 };
                 dispatch_n(
                     KernV1(fmath_table()),
@@ -1374,6 +1770,7 @@ impl EmFitter {
                     sky0: self.sky_image,
                     area: self.area,
                     total_area: npix * self.area,
+                    accel: self.accel.unwrap_or(false),
                 };
                 dispatch_n(
                     KernV2(exp_neg_int_table()),
@@ -1427,6 +1824,14 @@ impl EmFitter {
     pub fn set_simd(&mut self, on: bool) {
         self.simd = if on { Avx2::detect() } else { None };
     }
+
+    /// Accelerate the EM fixed-point iteration (SQUAREM with a likelihood and domain safeguard;
+    /// the returned mixture passes the variant's own convergence test on a plain EM step, see
+    /// [`EmFitter`]'s module docs) or run ngmix's plain iteration. The default is on for V1 and
+    /// off for V2 (whose iteration counts and iterates then match ngmix 2.4.2's).
+    pub fn set_accel(&mut self, on: bool) {
+        self.accel = Some(on);
+    }
 }
 
 /// Fit `image` (`nrow × ncol`, row-major) with a Gaussian mixture by EM, starting from `guess`
@@ -1444,6 +1849,37 @@ pub fn fit_em(
     cfg: &EmConfig,
 ) -> GResult<EmResult> {
     EmFitter::new(image, nrow, ncol, jac, cfg)?.go(guess)
+}
+
+/// [`fit_em`] with the plain ngmix iteration whatever the fitter's default: the reference the
+/// accelerated iteration is checked against.
+#[doc(hidden)]
+pub fn fit_em_reference(
+    image: &[f64],
+    nrow: usize,
+    ncol: usize,
+    jac: &Jacobian,
+    guess: &GMix,
+    cfg: &EmConfig,
+) -> GResult<EmResult> {
+    let mut f = EmFitter::new(image, nrow, ncol, jac, cfg)?;
+    f.set_accel(false);
+    f.go(guess)
+}
+
+/// [`fit_em`] with the SQUAREM-accelerated iteration (opt-in: on 3-Gaussian fits it stops
+/// farther from the fixed point than the plain iteration, see the closing notes of the work).
+pub fn fit_em_accel(
+    image: &[f64],
+    nrow: usize,
+    ncol: usize,
+    jac: &Jacobian,
+    guess: &GMix,
+    cfg: &EmConfig,
+) -> GResult<EmResult> {
+    let mut f = EmFitter::new(image, nrow, ncol, jac, cfg)?;
+    f.set_accel(true);
+    f.go(guess)
 }
 
 /// Uniform deviate in `[0, 1)` with 53 random bits.
