@@ -13,7 +13,7 @@ SIZES="${1:-100 1000 10000}"
 EPOCHS="${2:-3}"
 OUT="${OUT:-target/tile-scaling}"
 mkdir -p "$OUT"
-cargo build --release --bin ngmixit --example make_sim_tile >/dev/null
+cargo build -q --release --bin ngmixit --example make_sim_tile
 RS=target/release/ngmixit
 CFG=tests/data/e2e/run-e2e01max.yaml
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"

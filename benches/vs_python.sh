@@ -15,7 +15,7 @@ RUNS="${1:-3}"
 PY_NGMIXIT="$PYREF_DIR/venv/bin/ngmixit"
 OUT="${OUT:-target/vs-python}"
 mkdir -p "$OUT"
-cargo build --release --bin ngmixit --example make_sim_tile >/dev/null
+cargo build -q --release --bin ngmixit --example make_sim_tile
 RS=target/release/ngmixit
 CFG=tests/data/e2e/run-e2e01max.yaml
 
