@@ -1862,9 +1862,7 @@ pub fn fit_em_reference(
     guess: &GMix,
     cfg: &EmConfig,
 ) -> GResult<EmResult> {
-    let mut f = EmFitter::new(image, nrow, ncol, jac, cfg)?;
-    f.set_accel(false);
-    f.go(guess)
+    fit_em_with(image, (nrow, ncol), jac, guess, cfg, false)
 }
 
 /// [`fit_em`] with the SQUAREM-accelerated iteration (opt-in: on 3-Gaussian fits it stops
@@ -1877,8 +1875,19 @@ pub fn fit_em_accel(
     guess: &GMix,
     cfg: &EmConfig,
 ) -> GResult<EmResult> {
+    fit_em_with(image, (nrow, ncol), jac, guess, cfg, true)
+}
+
+fn fit_em_with(
+    image: &[f64],
+    (nrow, ncol): (usize, usize),
+    jac: &Jacobian,
+    guess: &GMix,
+    cfg: &EmConfig,
+    accel: bool,
+) -> GResult<EmResult> {
     let mut f = EmFitter::new(image, nrow, ncol, jac, cfg)?;
-    f.set_accel(true);
+    f.set_accel(accel);
     f.go(guess)
 }
 
