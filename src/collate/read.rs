@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::backends::meds::{ColKind, ColumnData, Columns, FitsHandle};
+use crate::backends::meds::{ColKind, Columns, FitsHandle};
 use crate::error::{Error, Result};
 use crate::output::{ColSpec, Table};
 
@@ -80,27 +80,8 @@ pub(crate) fn table_from_file_columns(cols: &Columns, tforms: &[String]) -> Resu
     }
     for c in cols.columns() {
         let h = t.col(&c.name)?;
-        let rep = c.repeat.max(1);
         for r in 0..cols.nrows() {
-            match &c.data {
-                ColumnData::Int(v) => {
-                    let vals: Vec<f64> = v[r * rep..(r + 1) * rep]
-                        .iter()
-                        .map(|&x| x as f64)
-                        .collect();
-                    t.set(r, h, &vals);
-                }
-                ColumnData::Float(v) => t.set(r, h, &v[r * rep..(r + 1) * rep]),
-                ColumnData::Bool(v) => {
-                    let vals: Vec<f64> = v[r * rep..(r + 1) * rep]
-                        .iter()
-                        .map(|&x| f64::from(u8::from(x)))
-                        .collect();
-                    t.set(r, h, &vals);
-                }
-                ColumnData::Str(v) => t.set_str(r, h, &v[r]),
-                ColumnData::Unsupported(_) => {}
-            }
+            crate::output::convert::copy_cell(&mut t, r, h, c);
         }
     }
     Ok(t)

@@ -111,6 +111,8 @@ pub fn namer(front: &str, x: &str) -> String {
 pub struct MaxLike {
     settings: FitterSettings,
     cols: MaxLikeCols,
+    /// Empty tables of the schema (cloned once per object rather than rebuilt).
+    empty: Catalog,
 }
 
 impl MaxLike {
@@ -122,7 +124,11 @@ impl MaxLike {
     pub fn new(settings: FitterSettings) -> Result<Self> {
         let cat = Catalog::new(settings.model_fits_specs(), settings.epoch_specs());
         let cols = MaxLikeCols::resolve(&settings, &cat.model_fits, &cat.epoch_data)?;
-        Ok(Self { settings, cols })
+        Ok(Self {
+            settings,
+            cols,
+            empty: cat,
+        })
     }
 
     /// The settings.
@@ -137,10 +143,7 @@ impl ObjectFitter for MaxLike {
     }
 
     fn empty_catalog(&self) -> Catalog {
-        Catalog::new(
-            self.settings.model_fits_specs(),
-            self.settings.epoch_specs(),
-        )
+        self.empty.clone()
     }
 
     fn fit_group(&self, members: &mut [ObjectObs], seed: u64, out: &mut Catalog) -> Result<()> {

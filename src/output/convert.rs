@@ -1,6 +1,6 @@
 //! Conversions between tables read from FITS ([`Columns`]) and output [`Table`]s.
 
-use crate::backends::meds::{ColKind, ColumnData, Columns};
+use crate::backends::meds::{ColKind, Column, ColumnData, Columns};
 use crate::error::{Error, Result};
 use crate::output::table::{Col, ColSpec, Kind, Table};
 
@@ -39,33 +39,30 @@ pub fn table_from_columns(cols: &Columns) -> Table {
         t.push_default();
         for (c, h) in cols.columns().iter().zip(&handles) {
             let Some(h) = *h else { continue };
-            let rep = c.repeat.max(1);
-            match &c.data {
-                ColumnData::Int(v) => {
-                    let vals: Vec<f64> = v[r * rep..(r + 1) * rep]
-                        .iter()
-                        .map(|&x| x as f64)
-                        .collect();
-                    t.set(r, h, &vals);
-                }
-                ColumnData::Float(v) => {
-                    t.set(r, h, &v[r * rep..(r + 1) * rep]);
-                }
-                ColumnData::Bool(v) => {
-                    let vals: Vec<f64> = v[r * rep..(r + 1) * rep]
-                        .iter()
-                        .map(|&x| f64::from(u8::from(x)))
-                        .collect();
-                    t.set(r, h, &vals);
-                }
-                ColumnData::Str(v) => {
-                    t.set_str(r, h, &v[r]);
-                }
-                ColumnData::Unsupported(_) => {}
-            }
+            copy_cell(&mut t, r, h, c);
         }
     }
     t
+}
+
+/// Copy row `r` of the read-back column `c` into column `h` of `t` (numbers as f64, booleans
+/// as 0/1, strings as they are).
+pub(crate) fn copy_cell(t: &mut Table, r: usize, h: Col, c: &Column) {
+    let rep = c.repeat.max(1);
+    let cell = r * rep..(r + 1) * rep;
+    match &c.data {
+        ColumnData::Int(v) => {
+            let vals: Vec<f64> = v[cell].iter().map(|&x| x as f64).collect();
+            t.set(r, h, &vals);
+        }
+        ColumnData::Float(v) => t.set(r, h, &v[cell]),
+        ColumnData::Bool(v) => {
+            let vals: Vec<f64> = v[cell].iter().map(|&x| f64::from(u8::from(x))).collect();
+            t.set(r, h, &vals);
+        }
+        ColumnData::Str(v) => t.set_str(r, h, &v[r]),
+        ColumnData::Unsupported(_) => {}
+    }
 }
 
 /// Rebuild a table of schema `specs` from columns read back from a file (checkpoints). Every
