@@ -265,3 +265,187 @@ pub fn psf_fit_config(
         min_s2n,
     })
 }
+
+/// The metacal image settings of `metacal_pars` (ngmixer `MetacalNGMixBootFitter._setup` and
+/// ngmix v1.3.5 `get_all_metacal`): `psf: fitgauss` or no `psf` (ngmix's dilated PSF),
+/// `step`, `fixnoise` (default True), `use_noise_image`, `types` (required with fitgauss,
+/// where ngmixer's default of all nine types fails in ngmix; default all nine otherwise).
+#[cfg(feature = "metacal")]
+pub fn metacal_image_pars(cfg: &FittingConfig) -> Result<crate::metacal::MetacalPars> {
+    use crate::config::Value;
+    use crate::metacal::{MetacalPars, MetacalType, PsfMode};
+    let mp = cfg.metacal();
+    let psf = match &mp.psf {
+        None | Some(Value::Null) => PsfMode::Dilate,
+        Some(Value::String(s)) if s == "fitgauss" => PsfMode::FitGauss,
+        Some(other) => {
+            return Err(cerr(
+                cfg,
+                format!(
+                    "metacal_pars.psf: {other:?} is not available in this version of \
+                     ngmixer-rs (available: fitgauss, or no psf for the dilated PSF)"
+                ),
+            ))
+        }
+    };
+    if mp.analytic_psf.is_some() {
+        return Err(cerr(
+            cfg,
+            "metacal_pars.analytic_psf: analytic reconvolution PSFs are not available in \
+             this version of ngmixer-rs",
+        ));
+    }
+    let mut use_noise_image = false;
+    for (k, v) in &mp.extra {
+        match (k.as_str(), v) {
+            // ngmixer adds `nband` itself
+            ("nband", _) => {}
+            ("use_noise_image", Value::Bool(b)) => use_noise_image = *b,
+            ("use_noise_image", other) => {
+                return Err(cerr(
+                    cfg,
+                    format!("metacal_pars.use_noise_image must be true or false, got {other:?}"),
+                ))
+            }
+            _ => {
+                return Err(cerr(
+                    cfg,
+                    format!(
+                        "metacal_pars.{k}: this ngmix metacal option is not available in this \
+                         version of ngmixer-rs (available: step, types, psf, fixnoise, \
+                         use_noise_image, model_pars, psf_pars)"
+                    ),
+                ))
+            }
+        }
+    }
+    let conv = |t: crate::config::MetacalType| {
+        MetacalType::parse(t.as_str())
+            .ok_or_else(|| cerr(cfg, format!("metacal_pars.types: {}", t.as_str())))
+    };
+    let types = match (&mp.types, psf) {
+        (Some(list), _) => list.iter().map(|&t| conv(t)).collect::<Result<Vec<_>>>()?,
+        (None, PsfMode::Dilate) => MetacalType::ALL.to_vec(),
+        (None, PsfMode::FitGauss) => {
+            return Err(cerr(
+                cfg,
+                "metacal_pars.types: give the types with psf: fitgauss (ngmixer's default, \
+                 all nine types, includes the *_psf types that fitgauss does not allow)",
+            ))
+        }
+    };
+    if types.is_empty() {
+        return Err(cerr(cfg, "metacal_pars.types is empty"));
+    }
+    for (i, t) in types.iter().enumerate() {
+        if types[..i].contains(t) {
+            return Err(cerr(
+                cfg,
+                format!("metacal_pars.types lists {} twice", t.name()),
+            ));
+        }
+        if psf == PsfMode::FitGauss && t.is_psf_shear() {
+            return Err(cerr(
+                cfg,
+                format!(
+                    "metacal_pars.types: {} needs the dilated PSF; psf: fitgauss allows only \
+                     noshear, 1p, 1m, 2p, 2m",
+                    t.name()
+                ),
+            ));
+        }
+    }
+    if !(mp.step > 0.0 && mp.step < 1.0) {
+        return Err(cerr(
+            cfg,
+            format!("metacal_pars.step must be in (0, 1), got {}", mp.step),
+        ));
+    }
+    Ok(MetacalPars {
+        psf,
+        step: mp.step,
+        fixnoise: mp.fixnoise.unwrap_or(true),
+        use_noise_image,
+        types,
+    })
+}
+
+/// Settings of the metacal fitter for `nband` bands: the max-likelihood settings and the
+/// metacal step (model and prior from `metacal_pars.model_pars` when given, else the main
+/// ones; PSF fits from `metacal_pars.psf_pars` or `psf_pars`, with ngmix's 5 tries).
+#[cfg(all(feature = "maxlike", feature = "metacal"))]
+pub fn metacal_fitter_settings(
+    cfg: &FittingConfig,
+    nband: usize,
+) -> Result<(FitterSettings, crate::fitter::MetacalSettings)> {
+    use crate::fitter::metacal::METACAL_PSF_NTRY;
+    let base = fitter_settings(cfg, nband)?;
+    if base.models.len() != 1 {
+        return Err(cerr(
+            cfg,
+            format!(
+                "metacal fits exactly one model, {} given",
+                base.models.len()
+            ),
+        ));
+    }
+    let fitted = match base.models[0].0.name() {
+        "gauss" => GalaxyModel::Gauss,
+        "exp" => GalaxyModel::Exp,
+        "dev" => GalaxyModel::Dev,
+        other => {
+            return Err(cerr(
+                cfg,
+                format!("model_pars: metacal-ngmix-boot fits gauss, exp or dev, not {other}"),
+            ))
+        }
+    };
+    if base.fit_me_galaxy == base.fit_coadd_galaxy {
+        return Err(cerr(
+            cfg,
+            "fit_me_galaxy, fit_coadd_galaxy: metacal runs on either the multi-epoch or the \
+             coadd set, set exactly one of them to True",
+        ));
+    }
+    let (model, spec) = cfg.metacal_model(fitted);
+    let kind = match GalModel::parse(model.as_str()) {
+        Some(GalModel::Simple(k)) => k,
+        _ => {
+            return Err(cerr(
+                cfg,
+                format!(
+                    "metacal_pars.model_pars: metacal fits gauss, exp or dev, not {}",
+                    model.as_str()
+                ),
+            ))
+        }
+    };
+    let prior = match spec {
+        Some(s) => Some(joint_prior(cfg, model.as_str(), s, nband)?),
+        None => None,
+    };
+    let psf_pars = cfg
+        .metacal_pars
+        .as_ref()
+        .and_then(|m| m.psf_pars.as_ref())
+        .unwrap_or(&cfg.psf_pars);
+    let mut psf =
+        psf_fit_config(psf_pars, None).map_err(|m| cerr(cfg, format!("psf_pars: {m}")))?;
+    psf.ntry = METACAL_PSF_NTRY;
+    let replace_bad_pixels = cfg.replace_bad_pixels.ok_or_else(|| {
+        cerr(
+            cfg,
+            "replace_bad_pixels: metacal-ngmix-boot needs it (true or false)",
+        )
+    })?;
+    let mcal = crate::fitter::MetacalSettings {
+        pars: metacal_image_pars(cfg)?,
+        replace_bad_pixels,
+        model: kind,
+        prior,
+        psf,
+        lm: base.lm,
+        ntry: base.max_ntry,
+    };
+    Ok((base, mcal))
+}

@@ -106,6 +106,47 @@ pub fn namer(front: &str, x: &str) -> String {
     }
 }
 
+/// What a fitter built on the max-likelihood sequence does after a simple model's fit
+/// succeeded, before that model's columns are copied (ngmixer's subclasses override
+/// `_fit_galaxy`; the metacal fitter runs metacal here).
+pub(crate) trait AfterFit: Sync {
+    /// `good`: the set's observations with fitted PSFs (as fitted, images unchanged);
+    /// `kind`/`spec`/`res`: the model and its successful fit. Returns the bits to OR into the
+    /// model's `flags` column, or `None` for a failure that makes the whole fit a
+    /// `GAL_FIT_FAILURE` with none of the model's columns copied (ngmix `BootGalFailure`).
+    /// Implementations write their own columns only when returning `Some`.
+    #[allow(clippy::too_many_arguments)]
+    fn after_fit<R: Rng + ?Sized>(
+        &self,
+        good: &MultiBandObs,
+        kind: SimpleKind,
+        spec: &ModelSpec,
+        res: &MaxLikeResult,
+        rng: &mut R,
+        data: &mut Table,
+        row: usize,
+    ) -> Option<i32>;
+}
+
+/// The plain max-likelihood fitter adds nothing.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NoAfterFit;
+
+impl AfterFit for NoAfterFit {
+    fn after_fit<R: Rng + ?Sized>(
+        &self,
+        _: &MultiBandObs,
+        _: SimpleKind,
+        _: &ModelSpec,
+        _: &MaxLikeResult,
+        _: &mut R,
+        _: &mut Table,
+        _: usize,
+    ) -> Option<i32> {
+        Some(0)
+    }
+}
+
 /// The max-likelihood fitter: [`FitterSettings`] with the column handles of its schema.
 #[derive(Debug, Clone)]
 pub struct MaxLike {
@@ -151,6 +192,7 @@ impl ObjectFitter for MaxLike {
             let mut rng = object_rng(seed, obj.meta.id);
             self.settings.fit_object(
                 &self.cols,
+                &NoAfterFit,
                 obj,
                 &mut rng,
                 &mut out.model_fits,
@@ -201,9 +243,10 @@ impl FitterSettings {
     }
 
     /// Fit one object, appending one `model_fits` row and its `epoch_data` rows.
-    fn fit_object<R: Rng + ?Sized>(
+    pub(crate) fn fit_object<R: Rng + ?Sized, H: AfterFit>(
         &self,
         cols: &MaxLikeCols,
+        hook: &H,
         obj: &mut ObjectObs,
         rng: &mut R,
         data: &mut Table,
@@ -243,12 +286,12 @@ impl FitterSettings {
             if flags == 0 {
                 let mut fit_flags = None;
                 if let Some(sc) = &cols.se {
-                    let f = self.fit_set(sc, &mut obj.se, rng, data, row);
+                    let f = self.fit_set(sc, hook, &mut obj.se, rng, data, row);
                     Self::push_epochs(&cols.epoch, &obj.se, m, epochs);
                     fit_flags = Some(fit_flags.unwrap_or(0) | f);
                 }
                 if let Some(sc) = &cols.coadd {
-                    let f = self.fit_set(sc, &mut obj.coadd, rng, data, row);
+                    let f = self.fit_set(sc, hook, &mut obj.coadd, rng, data, row);
                     Self::push_epochs(&cols.epoch, &obj.coadd, m, epochs);
                     fit_flags = Some(fit_flags.unwrap_or(0) | f);
                 }
@@ -260,9 +303,10 @@ impl FitterSettings {
     }
 
     /// The fits of one observation set (SE or coadd): NGMixBootFitter.__call__.
-    fn fit_set<R: Rng + ?Sized>(
+    fn fit_set<R: Rng + ?Sized, H: AfterFit>(
         &self,
         sc: &SetCols,
+        hook: &H,
         mb: &mut MultiBandObs,
         rng: &mut R,
         data: &mut Table,
@@ -282,7 +326,7 @@ impl FitterSettings {
         for ((model, prior), mc) in self.models.iter().zip(&sc.models) {
             let mf = match &good {
                 Err(_) => PSF_FIT_FAILURE,
-                Ok(g) => self.run_model(g, model, prior.as_ref(), sc, mc, rng, data, row),
+                Ok(g) => self.run_model(g, hook, model, prior.as_ref(), sc, mc, rng, data, row),
             };
             fit_flags |= mf;
             if mf & PSF_FIT_FAILURE == 0 {
@@ -296,9 +340,10 @@ impl FitterSettings {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn run_model<R: Rng + ?Sized>(
+    fn run_model<R: Rng + ?Sized, H: AfterFit>(
         &self,
         good: &MultiBandObs,
+        hook: &H,
         model: &GalModel,
         prior: Option<&PriorSimpleSep>,
         sc: &SetCols,
@@ -386,8 +431,16 @@ impl FitterSettings {
                     // their defaults
                     Ok(r) if r.flags == 0 => {
                         let rr = boot::round_s2n(good, &spec, &r.pars);
-                        Self::copy_result(data, row, mc, &r, &rr);
-                        0
+                        match hook.after_fit(good, *kind, &spec, &r, rng, data, row) {
+                            Some(extra) => {
+                                Self::copy_result(data, row, mc, &r, &rr);
+                                if extra != 0 {
+                                    data.set1(row, mc.flags, (r.flags | extra) as f64);
+                                }
+                                0
+                            }
+                            None => GAL_FIT_FAILURE,
+                        }
                     }
                     _ => GAL_FIT_FAILURE,
                 }

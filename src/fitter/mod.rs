@@ -4,14 +4,19 @@
 //! | fitter | feature | `fitter_type` |
 //! |---|---|---|
 //! | [`MaxLike`] | `maxlike` | `max-ngmix-boot` |
+//! | [`Metacal`] | `maxlike` + `metacal` | `metacal-ngmix-boot` |
 
 pub mod from_config;
 #[cfg(feature = "maxlike")]
 pub mod maxlike;
+#[cfg(all(feature = "maxlike", feature = "metacal"))]
+pub mod metacal;
 #[cfg(feature = "maxlike")]
 pub mod schema;
 
 #[cfg(feature = "maxlike")]
 pub use maxlike::{namer, FitterSettings, GalModel, MaxLike};
+#[cfg(all(feature = "maxlike", feature = "metacal"))]
+pub use metacal::{Metacal, MetacalSettings};
 
 pub use crate::obs::{ObjectMeta, ObjectObs};

@@ -204,11 +204,31 @@ impl MedsRun {
                     ))
                 }
             }
+            FitterType::MetacalNgmixBoot => {
+                #[cfg(all(feature = "maxlike", feature = "metacal"))]
+                {
+                    let (base, mcal) =
+                        crate::fitter::from_config::metacal_fitter_settings(&cfg, nband)?;
+                    let fitter = crate::fitter::Metacal::new(base, mcal)
+                        .map_err(|e| config_error(&cfg, e.to_string()))?;
+                    self.execute(&cfg, fitter, &target, stamps, t0, log)
+                }
+                #[cfg(not(all(feature = "maxlike", feature = "metacal")))]
+                {
+                    Err(config_error(
+                        &cfg,
+                        "fitter_type metacal-ngmix-boot needs the `maxlike` and `metacal` \
+                         features, which this build of ngmixer-rs lacks (rebuild with \
+                         --features maxlike,metacal)"
+                            .into(),
+                    ))
+                }
+            }
             other => Err(config_error(
                 &cfg,
                 format!(
                     "fitter_type '{}' is not available in this version of ngmixer-rs \
-                     (available: max-ngmix-boot)",
+                     (available: max-ngmix-boot, metacal-ngmix-boot)",
                     other.as_str()
                 ),
             )),
