@@ -715,16 +715,16 @@ impl StatusReport {
         c
     }
 
-    /// Exit code of `status`: 0 all done, 1 some failed (or never run), 3 some pending or
-    /// running.
+    /// Exit code of `status`: 0 all done; 3 some still pending or running; otherwise 1 (some
+    /// failed or never run).
     pub fn exit_code(&self) -> i32 {
-        let (done, pend, run, failed, missing) = self.counts();
+        let (done, pend, run, _, _) = self.counts();
         if done == self.chunks.len() {
             0
-        } else if failed > 0 || (missing > 0 && pend + run == 0) {
-            1
-        } else {
+        } else if pend + run > 0 {
             3
+        } else {
+            1
         }
     }
 

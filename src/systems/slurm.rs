@@ -6,7 +6,7 @@
 //!   Task ids are chunk numbers, so a resubmission is `sbatch --array=3,7` of the same script.
 //! * Every submission appends `jobid<TAB>chunk` lines to `work/slurm-jobs.tsv`; the latest job
 //!   of a chunk is the one asked about.
-//! * States come from `squeue --states=all -h -o '%A %K %T' -j IDS` (finished jobs stay listed
+//! * States come from `squeue --states=all -h -o '%F %K %T' -j IDS` (finished jobs stay listed
 //!   for `MinJobAge`; `sacct` is often disabled), else `scontrol show job A_K`.
 //! * With a collate command, a collate job follows each submission, depending on the explicit
 //!   task list (`--dependency=afterany:A_0:A_1:...`): it runs when they have all ended and
@@ -81,7 +81,7 @@ fn parse_indices(k: &str) -> Vec<usize> {
     out
 }
 
-/// `(array job id, task) -> state` from `squeue --states=all -h -o '%A %K %T'` output.
+/// `(array job id, task) -> state` from `squeue --states=all -h -o '%F %K %T'` output.
 pub fn parse_squeue(text: &str) -> HashMap<(String, usize), SysState> {
     let mut m = HashMap::new();
     for l in text.lines() {
@@ -98,7 +98,7 @@ pub fn parse_squeue(text: &str) -> HashMap<(String, usize), SysState> {
 fn squeue(ids: &[&String]) -> Option<String> {
     let list: Vec<&str> = ids.iter().map(|s| s.as_str()).collect();
     let out = Command::new("squeue")
-        .args(["--states=all", "-h", "-o", "%A %K %T", "-j"])
+        .args(["--states=all", "-h", "-o", "%F %K %T", "-j"])
         .arg(list.join(","))
         .output()
         .ok()?;
