@@ -67,24 +67,30 @@ exit $rc
 ";
 
 const MASTER_Y3: &str = "#!/bin/bash
+
 # this will be a path to a script
 cmd=\"$1\"
 $cmd
 ";
 
-/// The submit file text for `chunks`.
+/// The submit file text for `chunks` (the original's header and job blocks).
 pub fn submit_text(tile: &TileJobs, chunks: &[usize]) -> String {
     let (master, _) = condor_files(tile);
-    let image = match tile.layout {
-        Layout::Y1 => 500000,
-        Layout::Y3 => 1000000,
+    let mut s = match tile.layout {
+        Layout::Y1 => format!(
+            "\nUniverse        = vanilla\n\nNotification    = Never\n\n# Run this exe with these \
+             args\nExecutable      = {}\n\n#Image_Size      = 1000000\nImage_Size       =  \
+             500000\n\nGetEnv = True\n\nkill_sig        = SIGINT\n\n+Experiment     = \
+             \"astro\"\n\n",
+            master.display()
+        ),
+        Layout::Y3 => format!(
+            "\nUniverse        = vanilla\n\nNotification    = Never\n\n# Run this exe with these \
+             args\nExecutable      = {}\n\nImage_Size       = 1000000\n\nGetEnv = True\n\n\
+             kill_sig        = SIGINT\n\n\n+Experiment     = \"astro\"\n\n",
+            master.display()
+        ),
     };
-    let mut s = format!(
-        "\nUniverse        = vanilla\n\nNotification    = Never\n\n# Run this exe with these \
-         args\nExecutable      = {}\n\nImage_Size       =  {image}\n\nGetEnv = True\n\n\
-         kill_sig        = SIGINT\n\n+Experiment     = \"astro\"\n\n",
-        master.display()
-    );
     for &k in chunks {
         let c = &tile.chunks[k];
         let script = c.script_path();

@@ -223,6 +223,12 @@ fn go<S: BatchSystem>(
             return Ok(st.exit_code());
         }
         Command::Collate | Command::CollateLink => {
+            if copts.blinds() && copts.blinding.is_none() {
+                return Err(Error::Usage(format!(
+                    "collate.blinding is set: give the blinding secret phrase in \
+                     ${BLINDING_SECRET_ENV}, or collate unblinded with --noblind"
+                )));
+            }
             match mm.collate(copts.clone()) {
                 Ok((out, rep)) => {
                     if rep.kept_existing {

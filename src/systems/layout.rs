@@ -100,15 +100,32 @@ pub fn y3_tile_id(meds: &Path, tile_id: Option<&str>) -> Result<String> {
     }
 }
 
-/// The run name of a Y3 fitting config (its `run` key).
+/// The run name of a Y3 fitting config: its file must be named `run-<run>.yaml` with `<run>`
+/// its `run` key (the original's rule).
 ///
 /// # Errors
-/// No `run` key.
+/// No `run` key, or a file name that does not match it.
 pub fn y3_run(cfg: &FittingConfig, path: &Path) -> Result<String> {
-    cfg.run.clone().ok_or_else(|| Error::Config {
+    let err = |msg: String| Error::Config {
         file: path.display().to_string(),
-        msg: "megamix-meds needs the run name: key `run`".into(),
-    })
+        msg,
+    };
+    let run = cfg
+        .run
+        .clone()
+        .ok_or_else(|| err("megamix-meds needs the run name: key `run`".into()))?;
+    let stem = path
+        .file_name()
+        .map(|n| n.to_string_lossy().replace(".yaml", ""))
+        .unwrap_or_default();
+    let from_name = stem.split('-').skip(1).collect::<Vec<_>>().join("-");
+    if from_name != run {
+        return Err(err(format!(
+            "run in config '{run}' does not match the file name '{stem}' (name it \
+             run-{run}.yaml)"
+        )));
+    }
+    Ok(run)
 }
 
 /// The plan of a `megamix-meds` tile: `config`, MEDS files (one per band), options.

@@ -643,6 +643,7 @@ impl TilePlan {
              lfile=$obase\".log\"\n\
              meds=\"{meds}\"\n\
              tmpdir={tmp}\n\
+             mkdir -p \"$tmpdir\" || exit 1\n\
              export OMP_NUM_THREADS=1\n\
              \n\
              if [ ! -f \"$ofile\" ]\n\

@@ -82,15 +82,17 @@ pub fn chunk_job(tile: &TileJobs, k: usize) -> String {
              #BSUB -W {w}\n\
              #BSUB -R \"linux64 && rhel60 && scratch > 6\"\n\
              #BSUB -R span[hosts=1]\n\
+             \n\
              {extra}\
              export TMPDIR=/scratch/$USER/$LSB_JOBID-$LSB_JOBINDEX\n\
-             ./{s}\n",
+             \n\
+             {s}\n",
             b = c.base,
             n = tile.ncores.max(1),
             we = tile.walltime_e,
             w = tile.walltime,
             extra = tile.extra_text(),
-            s = c.script,
+            s = c.script_path().display(),
         ),
     }
 }

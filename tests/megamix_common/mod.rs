@@ -42,7 +42,7 @@ pub fn prepare(name: &str, system: &str, stall: bool) -> Run {
         "\njobs:\n    chunksize: 22\n    bands: [\"r\"]\nglobal_seed: 7\ncollate:\n    \
          concat_type: concat\n",
     );
-    let config = dir.join("cfg.yaml");
+    let config = dir.join("run-e2e01max.yaml");
     std::fs::write(&config, cfg).unwrap();
     let meds = dir.join("DES0000+0000_r_meds-e2e.fits");
     std::os::unix::fs::symlink(root().join(MEDS), &meds).unwrap();
