@@ -594,3 +594,63 @@ fn y1_slac_array_compresses_the_missing_chunks() {
     a.extend([rc.as_str(), T]);
     assert_eq!(y.run(&a).status.code(), Some(0));
 }
+
+#[test]
+fn run_nbrs_without_the_nbrs_program_says_so() {
+    let r = prepare("megamix-nbrs", "shell", false);
+    r.ok("setup-nbrs", &[]);
+    let script = r
+        .out
+        .join("e2e01max/output-nbrs")
+        .join(format!("{TILE}-e2e01max-nbrslist.sh"));
+    let s = std::fs::read_to_string(&script).unwrap();
+    assert!(s.contains("ngmixer-meds-make-nbrs-data"), "{s}");
+    assert!(
+        s.contains(&format!(
+            "--fof-file={}",
+            script
+                .with_file_name(format!("{TILE}-e2e01max-nbrsfofs.fits"))
+                .display()
+        )),
+        "{s}"
+    );
+    // PATH without the program (only the test's bin directory and the system's)
+    let o = r
+        .cmd("run-nbrs", &[])
+        .env("PATH", format!("{}:/usr/bin:/bin", r.bin.display()))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("`ngmixer-meds-make-nbrs-data` is not on PATH"),
+        "{err}"
+    );
+}
+
+#[test]
+fn des_collation_blinding_needs_a_secret_or_noblind() {
+    let r = prepare("megamix-blind", "shell", false);
+    let cfg = std::fs::read_to_string(&r.config).unwrap().replace(
+        "collate:\n    concat_type: concat\n",
+        "collate:\n    concat_type: concat-des\n    blinding:\n        type: y3\n",
+    );
+    std::fs::write(&r.config, format!("{cfg}magzp_ref: 30.0\n")).unwrap();
+    r.ok("setup", &[]);
+    r.ok("run", &[]);
+    let o = r.run("collate", &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("NGMIXER_BLINDING_SECRET") && err.contains("--noblind"),
+        "{err}"
+    );
+    // --noblind: the DES columns, no -blind suffix
+    r.ok("collate", &["--noblind"]);
+    let t = ngmixer::backends::meds::read_table(r.collated(), "model_fits").unwrap();
+    assert!(t.get("coadd_exp_mag").is_some() && t.get("psf_mag").is_some());
+    assert!(!r
+        .collated()
+        .with_file_name(format!("{TILE}-e2e01max-blind.fits"))
+        .exists());
+}

@@ -133,3 +133,50 @@ fn restarted_megamixer_leaves_running_chunks_alone() {
         "{text}"
     );
 }
+
+/// Chunks of FoF ranges (`--fof-file`): 33 FoFs of two objects each (pairs in reversed MEDS
+/// order, so FoF order differs from object order) in chunks of 22 FoFs → 2 chunks; the
+/// collated catalogue equals one `ngmixit --fof-file` run of the whole tile.
+#[test]
+fn fof_chunks_collate_to_the_single_fof_run() {
+    use ngmixer::sim::{write_table_file, ColData, SimTable};
+    let r = prepare("megamix-local-fof", "local", false);
+    let numbers = ngmixer::backends::meds::read_table(root().join(MEDS), "object_data")
+        .unwrap()
+        .get("number")
+        .unwrap()
+        .as_int()
+        .unwrap()
+        .to_vec();
+    assert_eq!(numbers.len(), NOBJ);
+    let fofid: Vec<i64> = (0..NOBJ as i64)
+        .map(|i| (NOBJ as i64 - 1 - i) / 2)
+        .collect();
+    let mut t = SimTable::new(NOBJ);
+    t.push("fofid", 1, ColData::I64(fofid)).unwrap();
+    t.push("number", 1, ColData::I64(numbers)).unwrap();
+    let fof = r.dir.join("fofs.fits");
+    write_table_file(&fof, "fofs", &t).unwrap();
+    let fof_arg = fof.display().to_string();
+    let o = r.ok("setup", &["--fof-file", &fof_arg]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("2 chunks") && err.contains("33 FoFs"), "{err}");
+    let s = std::fs::read_to_string(
+        r.tile_dir()
+            .join("chunk000022-000032/DES0000+0000-e2e01max-000022-000032.sh"),
+    )
+    .unwrap();
+    assert!(s.contains(&format!("--fof-file={fof_arg}")), "{s}");
+    r.ok("run", &["--fof-file", &fof_arg]);
+    r.ok("collate", &["--fof-file", &fof_arg]);
+    let whole = r.dir.join("whole-fof.fits");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_ngmixit"))
+        .current_dir(root())
+        .args(["--seed", "7", "--fof-file", &fof_arg, CONFIG])
+        .arg(&whole)
+        .arg(MEDS)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_equals_single_run(&r.collated(), &whole);
+}
