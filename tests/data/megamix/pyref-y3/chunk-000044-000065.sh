@@ -1,0 +1,42 @@
+#!/bin/bash
+
+if [[ -n $_CONDOR_SCRATCH_DIR ]]; then
+    # the condor system creates a scratch directory for us,
+    # and cleans up afterward
+    tmpdir=$_CONDOR_SCRATCH_DIR
+    export TMPDIR=$tmpdir
+else
+    # otherwise use the TMPDIR
+    tmpdir=$TMPDIR
+    mkdir -p $tmpdir
+fi
+
+export OMP_NUM_THREADS=1
+
+logfile="@OUT@/e2e01max/DES0000+0000/chunk000044-000065/DES0000+0000-e2e01max-000044-000065.log"
+
+logbase=$(basename $logfile)
+tmplog=$tmpdir/$logbase
+
+
+config="@DIR@/run-e2e01max.yaml"
+
+meds="@DIR@/DES0000+0000_r_meds-e2e.fits"
+
+outfile="@OUT@/e2e01max/DES0000+0000/chunk000044-000065/DES0000+0000-e2e01max-000044-000065.fits"
+start=44
+stop=65
+
+ngmixit                                   \
+    --fof-range=$start,$stop              \
+    --work-dir=$tmpdir                    \
+                             \
+                              \
+                                \
+                                 \
+                                 \
+    --seed=862061405                            \
+    $config $outfile $meds &> $tmplog
+
+
+mv -vf $tmplog $logfile

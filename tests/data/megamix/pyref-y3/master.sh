@@ -1,0 +1,6 @@
+#!/bin/bash
+
+# this will be a path to a script
+cmd="$1"
+$cmd
+            
