@@ -51,8 +51,11 @@ pub mod kernels;
 pub mod math;
 #[cfg(feature = "metacal")]
 pub mod metacal;
+#[cfg(feature = "des-y1")]
+pub mod nbrs;
 pub mod obs;
 pub mod output;
+pub mod plot;
 pub mod priors;
 pub mod rng;
 pub mod run;
