@@ -2,7 +2,8 @@
 # Whole-run timings of this crate's ngmixit beside the Python ngmixer (e5d56b4 on ngmix
 # v1.3.5), one after the other on the same machine, pinned to one core (and the Rust run
 # also on two threads): the e2e01max tile and a simulated 4-band, 3-epoch + coadd tile with
-# mixed boxes 32/48/64, blends and masks.
+# mixed boxes 32/48/64, blends and masks; and the e2e02mcal metacal run (metacal-ngmix-boot,
+# fitgauss, fixnoise) on the e2e tile.
 #
 # usage: PYREF_DIR=/path/to/pyref benches/vs_python.sh [RUNS]
 #   PYREF_DIR is what ../shared/tools/pyref/setup.sh built (it needs venv/bin/ngmixit).
@@ -48,8 +49,10 @@ export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 NUMBA_NUM_THRE
 : > "$OUT/times.txt"
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-10s %10s %12s %12s %9s %9s\n' case python_1c rust_1c rust_2t ratio_1c ratio_2t
-for case in e2e01max tile4; do
-    if [ "$case" = e2e01max ]; then files=("${E2E[@]}"); else files=("${T4[@]}"); fi
+for case in e2e01max tile4 e2e02mcal; do
+    CFG=tests/data/e2e/run-e2e01max.yaml
+    if [ "$case" = tile4 ]; then files=("${T4[@]}"); else files=("${E2E[@]}"); fi
+    if [ "$case" = e2e02mcal ]; then CFG=tests/data/e2e/run-e2e02mcal.yaml; fi
     py=$(time_case "$case-python" taskset -c 0 "$PY_NGMIXIT" --seed 1 "$CFG" "$OUT/$case-py.fits" "${files[@]}")
     r1=$(time_case "$case-rust-1" taskset -c 0 "$RS" --threads 1 --seed 1 "$CFG" "$OUT/$case-rs1.fits" "${files[@]}")
     r2=$(time_case "$case-rust-2" "$RS" --threads 2 --seed 1 "$CFG" "$OUT/$case-rs2.fits" "${files[@]}")

@@ -31,7 +31,7 @@
 //! |---|---|
 //! | `des-y1` (default) | the MEDS backend (fitsio with bundled cfitsio), PSFEx models, FITS output files and checkpoints ([`run::files`], [`run::meds_run`]), `ngmixit` |
 //! | `maxlike` (default) | the max-likelihood fitter (`fitter::MaxLike`) |
-//! | `metacal` (default) | the metacal image engine ([`metacal`]); the metacal fitter is not there yet (`ngmixit` refuses metacal configs with a message) |
+//! | `metacal` (default) | the metacal image engine ([`metacal`]); with `maxlike`, the `metacal-ngmix-boot` fitter (`fitter::Metacal`) and `ngmixer-shear-test` |
 //! | `local`, `slurm`, `slac`, `bnl` (all default; each implies `des-y1`) | the megamixer batch systems ([`systems`]): child processes, Slurm job arrays, LSF `bsub` scripts, an HTCondor submit file (`shell` is always there) |
 //!
 //! The run driver, for any image source and per-object fitter, is [`run::Fitter`].

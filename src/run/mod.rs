@@ -21,6 +21,8 @@ pub mod identity;
 #[cfg(feature = "des-y1")]
 pub mod meds_run;
 pub mod progress;
+#[cfg(all(feature = "maxlike", feature = "metacal"))]
+pub mod shear_test;
 
 use std::collections::{BTreeMap, HashMap};
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -24,11 +24,14 @@
 //!   flux); the v1 fitter then returns `flux × area`.
 //! * The PSF stamps hold the PSF mixture (unit flux) times the pixel area (sum ≈ 1), centred at
 //!   `psf_cutout_row/col`.
+//! * [`shear`]: the shear-test scenes (exp galaxies with a known shear in 90°-rotated pairs,
+//!   rendered on demand by [`ShearSimSource`]) behind `ngmixer-shear-test`.
 //! * Randomness comes from [`crate::rng::object_rng`] streams keyed by the seed, so a scene and
 //!   its pixels depend only on the seed and the config, never on the order of calls.
 
 mod render;
 mod scene;
+pub mod shear;
 #[cfg(feature = "des-y1")]
 mod write;
 
@@ -36,5 +39,6 @@ pub use render::{ColData, MedsData, SimTable};
 pub use scene::{
     BandConfig, BandTruth, EpochTruth, Mask, ObjectTruth, PixelUnits, Scene, SimConfig, SimModel,
 };
+pub use shear::{ShearSimConfig, ShearSimSource};
 #[cfg(feature = "des-y1")]
 pub use write::{write_meds, write_table_file, write_tile, SimFiles};
