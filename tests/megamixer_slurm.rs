@@ -16,7 +16,17 @@ use std::time::{Duration, Instant};
 use megamix_common::*;
 
 fn slurm_reachable() -> Result<(), String> {
-    match Command::new("sinfo").args(["-h", "-o", "%T"]).output() {
+    // without a config file sinfo retries for a minute: look first
+    let conf = std::env::var_os("SLURM_CONF")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/etc/slurm/slurm.conf".into());
+    if !conf.is_file() {
+        return Err(format!("no Slurm config {}", conf.display()));
+    }
+    match Command::new("timeout")
+        .args(["20", "sinfo", "-h", "-o", "%T"])
+        .output()
+    {
         Ok(o) if o.status.success() => {
             let t = String::from_utf8_lossy(&o.stdout);
             if t.lines().any(|l| !l.trim().is_empty()) {
