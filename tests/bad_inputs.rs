@@ -1728,10 +1728,17 @@ fn config_mof_config() {
 }
 
 #[test]
-fn config_metacal_fitter_type() {
-    let c = Case::new("cfg-metacal");
-    std::fs::copy(data("e2e/run-e2e02mcal.yaml"), &c.config).unwrap();
-    expect_error(&c, 1, &[&s(&c.config), "metacal", "not available"]);
+fn config_metacal_admom_fitter_type() {
+    // metacal-ngmix-boot runs (tests/e2e_mcal.rs); the admom variant is refused, named
+    let c = Case::new("cfg-metacal-admom");
+    let text = std::fs::read_to_string(data("e2e/run-e2e02mcal.yaml")).unwrap();
+    assert!(text.contains("metacal-ngmix-boot"));
+    std::fs::write(
+        &c.config,
+        text.replace("metacal-ngmix-boot", "metacal-admom-boot"),
+    )
+    .unwrap();
+    expect_error(&c, 1, &[&s(&c.config), "metacal-admom-boot"]);
 }
 
 #[test]
